@@ -1,0 +1,81 @@
+"""khadem_lab: the Khadem queue system in Python, on an injectable clock.
+
+The same jobs, drivers and workers run on real time (:class:`SystemClock`) or on simulated time
+(:class:`Simulation`), where a notebook steps the clock and sees exactly which job ran when.
+"""
+
+from .backoff import Explicit, Exponential, ExponentialJitter, Fixed, RetryStrategy
+from .clock import Clock, SystemClock, VirtualClock
+from .config import DriverConfig
+from .dlq import DeadLetter, DeadLetterQueue
+from .drivers import BaseQueueDriver, InMemoryDriver, QueueFactory, SynchronousDriver
+from .errors import (
+    BackgroundTaskError,
+    ConfigError,
+    JobTimeoutError,
+    KhademLabError,
+    LivelockError,
+    PermanentFailure,
+    SerializationError,
+    SimulationError,
+    SimulationStalled,
+    UnknownDriverError,
+    UnregisteredJobError,
+)
+from .events import EventBus, EventKind, EventLog, QueueEvent
+from .job import QueueJob
+from .manager import QueueManager
+from .metrics import QueueMetrics
+from .records import JobRecord, JobStatus, QueueCounts
+from .registry import JobRegistry, default_registry, queue_job, register_queue_jobs
+from .simulation import DEFAULT_START, Simulation
+from .worker import Worker, WorkerStats
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DEFAULT_START",
+    "BackgroundTaskError",
+    "BaseQueueDriver",
+    "Clock",
+    "ConfigError",
+    "DeadLetter",
+    "DeadLetterQueue",
+    "DriverConfig",
+    "EventBus",
+    "EventKind",
+    "EventLog",
+    "Explicit",
+    "Exponential",
+    "ExponentialJitter",
+    "Fixed",
+    "InMemoryDriver",
+    "JobRecord",
+    "JobRegistry",
+    "JobStatus",
+    "JobTimeoutError",
+    "KhademLabError",
+    "LivelockError",
+    "PermanentFailure",
+    "QueueCounts",
+    "QueueEvent",
+    "QueueFactory",
+    "QueueJob",
+    "QueueManager",
+    "QueueMetrics",
+    "RetryStrategy",
+    "SerializationError",
+    "Simulation",
+    "SimulationError",
+    "SimulationStalled",
+    "SynchronousDriver",
+    "SystemClock",
+    "UnknownDriverError",
+    "UnregisteredJobError",
+    "VirtualClock",
+    "Worker",
+    "WorkerStats",
+    "default_registry",
+    "queue_job",
+    "register_queue_jobs",
+]

@@ -1,0 +1,8 @@
+"""Drivers: where jobs are stored. See :mod:`khadem_lab.drivers.base` for the contract."""
+
+from .base import BaseQueueDriver
+from .factory import QueueFactory
+from .memory import InMemoryDriver
+from .sync import SynchronousDriver
+
+__all__ = ["BaseQueueDriver", "InMemoryDriver", "QueueFactory", "SynchronousDriver"]

@@ -1,0 +1,449 @@
+"""The driver contract: storage primitives below, the spec's driver API built once on top.
+
+A driver stores :class:`~khadem_lab.records.JobRecord` objects; it never runs jobs itself. A new
+driver implements only the primitives marked "primitive" (each says what it must do, what it
+returns and its empty case). ``push``, ``process``, ``get_stats``, the dead-letter operations and
+the event stream come from this base class, so every driver behaves the same way.
+
+Every primitive takes "now" as an argument: drivers never read a clock of their own (no server
+TIME, no CURRENT_TIMESTAMP), so a driver works the same on real and on virtual time.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import contextlib
+import functools
+import itertools
+from collections import deque
+from collections.abc import Callable, Coroutine, Iterable, Sequence
+from datetime import datetime, timedelta
+from typing import Any, ClassVar, ParamSpec, TypeVar
+
+from ..clock import Clock, SystemClock, to_seconds, to_timestamp
+from ..config import DriverConfig
+from ..errors import KhademLabError, UnregisteredJobError
+from ..events import EventBus, EventKind, QueueEvent
+from ..job import QueueJob, option_overridden
+from ..metrics import QueueMetrics
+from ..records import JobRecord, JobStatus, QueueCounts
+from ..registry import JobRegistry, default_registry
+from ..serialization import encode_payload
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def on_clock_loop(
+    method: Callable[..., Coroutine[Any, Any, R]],
+) -> Callable[..., Coroutine[Any, Any, R]]:
+    """Run a public driver method on the loop its clock lives on (the simulation's, under virtual
+    time), whichever loop awaits it: a notebook cell, a test, a script."""
+
+    @functools.wraps(method)
+    async def wrapper(self: BaseQueueDriver, *args: Any, **kwargs: Any) -> R:
+        return await self.clock.run_coroutine(method(self, *args, **kwargs))
+
+    return wrapper
+
+
+class _Waiter:
+    """An idle worker waiting for a job of ``queues`` (None: any) until ``wake_at`` at the latest."""
+
+    __slots__ = ("future", "queues", "wake_at")
+
+    def __init__(self, future: asyncio.Future[None], queues: Sequence[str] | None, wake_at: float | None):
+        self.future = future
+        self.queues = queues
+        self.wake_at = wake_at
+
+
+def _wake(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+class BaseQueueDriver(abc.ABC):
+    """Base of every driver. Subclasses implement the primitives; users call the public API."""
+
+    #: The type name used in configs (``driver: memory``).
+    driver_type: ClassVar[str] = "base"
+    #: True if other processes may add jobs behind this driver's back: idle workers then also poll
+    #: every ``config.poll_interval``. In-process drivers wake idle workers at the exact instant a
+    #: job becomes available, so simulated waits are never inflated by polling.
+    shared_between_processes: ClassVar[bool] = False
+    #: True if jobs are stored as JSON (and must be registered); False keeps the live job object.
+    serializes_jobs: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        config: DriverConfig | None = None,
+        *,
+        clock: Clock | None = None,
+        registry: JobRegistry | None = None,
+        metrics: QueueMetrics | None = None,
+    ) -> None:
+        from ..dlq import DeadLetterQueue
+
+        self.config = config or DriverConfig(name=self.driver_type)
+        self._clock = clock
+        self.registry = registry or default_registry
+        self.events = EventBus()
+        self.metrics: QueueMetrics | None = None
+        if self.config.track_metrics or metrics is not None:
+            self.metrics = metrics or QueueMetrics()
+            self.events.subscribe(self.metrics)
+        self.dead_letters = DeadLetterQueue(self)
+        self._waiters: deque[_Waiter] = deque()
+        self._ids = itertools.count(1)
+        self._lease_seconds = to_seconds(self.config.lease_time)
+
+    # ===================================================================== storage primitives
+    @abc.abstractmethod
+    async def push_records(self, records: Sequence[JobRecord]) -> None:
+        """Primitive. Store new PENDING records (in the order given), each due at its
+        ``available_at``. Assign each a ``seq`` that is larger than any assigned before, so jobs
+        due at the same instant are reserved in the order they were pushed."""
+
+    @abc.abstractmethod
+    async def reserve_record(
+        self, queues: Sequence[str] | None, now: float, worker: str | None
+    ) -> JobRecord | None:
+        """Primitive. Atomically take the first available record and return it, or None if no
+        record is available.
+
+        Available: PENDING with ``available_at <= now``. Order: by ``(available_at, seq)``; with
+        ``queues`` given, the first listed queue that has an available record wins (priority
+        order); with None, all queues compete by ``(available_at, seq)``. The taken record becomes
+        RESERVED with ``attempts + 1``, ``reserved_by = worker`` and
+        ``reserved_until = now + self.lease_seconds + (timeout or 0)``. No other caller, in any
+        process, may get the same record until it is released or its lease ends."""
+
+    @abc.abstractmethod
+    async def ack_record(self, record: JobRecord) -> None:
+        """Primitive. The reserved ``record`` is finished (completed, or discarded): remove it."""
+
+    @abc.abstractmethod
+    async def release_record(self, record: JobRecord) -> None:
+        """Primitive. Put the reserved ``record`` back as PENDING, due at ``record.available_at``,
+        with its ``attempts``, ``last_error`` and ``error_type`` as set by the caller, and a new
+        ``seq``."""
+
+    @abc.abstractmethod
+    async def bury_record(self, record: JobRecord) -> None:
+        """Primitive. Move the reserved ``record`` to the dead-letter store as DEAD, keeping
+        ``last_error``, ``error_type``, ``failed_at`` and ``attempts`` as set by the caller."""
+
+    @abc.abstractmethod
+    async def reclaim_expired(self, now: float) -> list[JobRecord]:
+        """Primitive. Find RESERVED records whose ``reserved_until <= now`` (their worker is gone).
+        Each one with attempts left (``attempts < max_attempts``) becomes PENDING, available at
+        ``now``; each one without becomes DEAD with ``last_error`` saying the lease expired and
+        ``failed_at = now``. Return them all (their ``status`` tells which); [] if none."""
+
+    @abc.abstractmethod
+    async def counts(self, now: float) -> QueueCounts:
+        """Primitive. How many records are ready (PENDING, due), delayed (PENDING, not yet due)
+        and reserved, over all queues, at ``now``."""
+
+    @abc.abstractmethod
+    async def next_available_at(self, queues: Sequence[str] | None) -> float | None:
+        """Primitive. The earliest ``available_at`` of a PENDING record in ``queues`` (None: all);
+        None if there is no pending record."""
+
+    @abc.abstractmethod
+    async def clear_records(self) -> int:
+        """Primitive. Remove every PENDING and RESERVED record (not the dead letters); return how
+        many were removed."""
+
+    @abc.abstractmethod
+    async def dead_records(self, limit: int | None = None) -> list[JobRecord]:
+        """Primitive. Dead-lettered records, oldest first, at most ``limit``; [] if none."""
+
+    @abc.abstractmethod
+    async def get_dead_record(self, job_id: str) -> JobRecord | None:
+        """Primitive. One dead-lettered record, or None if there is none with that id."""
+
+    @abc.abstractmethod
+    async def requeue_dead_records(self, job_ids: Sequence[str] | None, now: float) -> list[JobRecord]:
+        """Primitive. Move dead-lettered records (all if ``job_ids`` is None) back to PENDING,
+        available at ``now``, with ``attempts`` reset to 0 and a new ``seq``. Return the moved
+        records; ids that are not dead-lettered are skipped."""
+
+    @abc.abstractmethod
+    async def purge_dead_records(self, job_ids: Sequence[str] | None) -> list[JobRecord]:
+        """Primitive. Delete dead-lettered records (all if ``job_ids`` is None); return them."""
+
+    async def storage_info(self) -> dict[str, Any]:
+        """Optional primitive. Extra driver-specific keys for ``get_stats()``."""
+        return {}
+
+    async def close(self) -> None:
+        """Optional primitive. Release connections and files. Called by :meth:`dispose`."""
+        return None
+
+    def new_job_id(self) -> str:
+        """A new job id. In-process drivers count; shared drivers must make ids unique across
+        processes."""
+        return str(next(self._ids))
+
+    # ===================================================================== clock and identity
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    @property
+    def clock(self) -> Clock:
+        if self._clock is None:
+            self._clock = SystemClock()
+        return self._clock
+
+    @property
+    def lease_seconds(self) -> float:
+        return self._lease_seconds
+
+    def bind_clock(self, clock: Clock) -> None:
+        """Give the driver the manager's clock (a driver built without one takes it)."""
+        if self._clock is None:
+            self._clock = clock
+        elif self._clock is not clock:
+            raise KhademLabError(
+                f"driver {self.name!r} already runs on {self._clock!r}, not on the manager's "
+                f"{clock!r}; build the driver without a clock or with the same one"
+            )
+
+    # ===================================================================== the spec's API
+    @on_clock_loop
+    async def push(
+        self,
+        job: QueueJob,
+        delay: timedelta | float | None = None,
+        *,
+        at: datetime | None = None,
+        queue: str | None = None,
+    ) -> str:
+        """Add ``job`` to the queue, due now, after ``delay``, or at the absolute time ``at``.
+        Returns the job id."""
+        records = [self.make_record(job, self._due(delay, at), queue)]
+        await self._store(records)
+        return records[0].id
+
+    @on_clock_loop
+    async def push_many(
+        self,
+        jobs: Iterable[QueueJob],
+        delay: timedelta | float | None = None,
+        *,
+        at: datetime | None = None,
+        queue: str | None = None,
+    ) -> list[str]:
+        """Add several jobs in one storage operation, in order. Returns their ids."""
+        due = self._due(delay, at)
+        records = [self.make_record(job, due, queue) for job in jobs]
+        if records:
+            await self._store(records)
+        return [r.id for r in records]
+
+    @on_clock_loop
+    async def process(self, queues: Sequence[str] | None = None) -> bool:
+        """Run at most one available job, through retries and dead-lettering. True if one ran."""
+        from ..execution import execute
+
+        record = await self.reserve(queues, worker=None)
+        if record is None:
+            return False
+        await execute(self, record, worker=None)
+        return True
+
+    @on_clock_loop
+    async def size(self) -> int:
+        """Jobs waiting or running (not dead-lettered)."""
+        return (await self.counts(self.clock.time())).depth
+
+    @on_clock_loop
+    async def clear(self) -> int:
+        """Remove every waiting and running job (the dead-letter queue is kept; purge it there)."""
+        return await self.clear_records()
+
+    @on_clock_loop
+    async def get_stats(self) -> dict[str, Any]:
+        """The spec's statistics: depth and counts, plus ``metrics`` and ``dlq`` when enabled."""
+        now = self.clock.time()
+        counts = await self.counts(now)
+        stats: dict[str, Any] = {
+            "driver_name": self.name,
+            "driver_type": self.driver_type,
+            "queue_depth": counts.depth,
+            "processing_count": counts.reserved,
+            "pending_count": counts.pending,
+            "ready_jobs": counts.ready,
+            "delayed_jobs": counts.delayed,
+        }
+        stats.update(await self.storage_info())
+        if self.metrics is not None:
+            stats["metrics"] = self.metrics.snapshot()
+        if self.config.use_dlq:
+            stats["dlq"] = await self.dead_letters.stats_unlocked()
+        return stats
+
+    @on_clock_loop
+    async def dispose(self) -> None:
+        """Wake idle workers and release the driver's resources."""
+        for waiter in list(self._waiters):
+            _wake(waiter.future)
+        await self.close()
+
+    def subscribe(self, subscriber: Callable[[QueueEvent], object]) -> Callable[[], None]:
+        """Receive every lifecycle event of this driver; returns an unsubscribe function."""
+        return self.events.subscribe(subscriber)
+
+    # ===================================================================== used by workers
+    def make_record(self, job: QueueJob, available_at: float, queue: str | None = None) -> JobRecord:
+        """Build the stored record of ``job`` (checks registration for serializing drivers)."""
+        if not isinstance(job, QueueJob):
+            raise TypeError(f"only QueueJob instances can be dispatched, got {job!r}")
+        type_name = self.registry.name_of(job)
+        payload = None
+        live_job: QueueJob | None = job
+        if self.serializes_jobs:
+            if not self.registry.is_registered(job):
+                raise UnregisteredJobError(type_name, self.registry.names)
+            payload = encode_payload(job)
+            live_job = None
+        max_retries = job.max_retries if option_overridden(job, "max_retries") else self.config.max_retries
+        if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
+            raise KhademLabError(f"{type_name}.max_retries must be an integer >= 0, got {max_retries!r}")
+        timeout = job.timeout if job.timeout is not None else self.config.default_job_timeout
+        timeout_s = None if timeout is None else to_seconds(timeout)
+        if timeout_s is not None and timeout_s <= 0:
+            raise KhademLabError(f"{type_name}.timeout must be positive, got {timeout!r}")
+        return JobRecord(
+            id=self.new_job_id(),
+            type=type_name,
+            queue=queue or job.queue,
+            payload=payload,
+            display_name=job.display_name,
+            max_retries=max_retries,
+            timeout=timeout_s,
+            available_at=available_at,
+            created_at=self.clock.time(),
+            job=live_job,
+        )
+
+    async def reserve(self, queues: Sequence[str] | None, *, worker: str | None) -> JobRecord | None:
+        """Take the next available job: first bring back jobs whose lease ran out."""
+        now = self.clock.time()
+        for expired in await self.reclaim_expired(now):
+            self.emit(EventKind.LEASE_EXPIRED, expired, available_at=now, error=expired.last_error, time=now)
+            if expired.status is JobStatus.DEAD:
+                self.emit(EventKind.DEAD_LETTERED, expired, error=expired.last_error, time=now)
+            else:
+                self.notify(expired.queue, now)
+        record = await self.reserve_record(queues, now, worker)
+        if record is not None:
+            self.emit(EventKind.RESERVED, record, worker=worker, time=now)
+        return record
+
+    async def wait_for_job(
+        self,
+        queues: Sequence[str] | None,
+        deadline: float | None = None,
+        wakeup: asyncio.Future[None] | None = None,
+    ) -> None:
+        """Wait until a job of ``queues`` may be available, ``deadline`` passes, or ``wakeup`` is
+        set (a worker being stopped). Returns early rather than late; the caller reserves again."""
+        clock = self.clock
+        now = clock.time()
+        wake_at = await self.next_available_at(queues)
+        if self.shared_between_processes:
+            poll_at = now + to_seconds(self.config.poll_interval)
+            wake_at = poll_at if wake_at is None else min(wake_at, poll_at)
+        if deadline is not None:
+            wake_at = deadline if wake_at is None else min(wake_at, deadline)
+        if wake_at is not None and wake_at <= now:
+            return
+        future = wakeup if wakeup is not None else asyncio.get_running_loop().create_future()
+        if future.done():
+            return
+        waiter = _Waiter(future, queues, wake_at)
+        self._waiters.append(waiter)
+        timer = clock.call_at(wake_at, _wake, future) if wake_at is not None else None
+        try:
+            await future
+        finally:
+            if timer is not None:
+                timer.cancel()
+            with contextlib.suppress(ValueError):
+                self._waiters.remove(waiter)
+
+    def notify(self, queue: str, available_at: float) -> None:
+        """A job of ``queue`` is due at ``available_at``: wake the first idle worker that would
+        otherwise sleep past it."""
+        for waiter in self._waiters:
+            if waiter.future.done():
+                continue
+            if waiter.queues is not None and queue not in waiter.queues:
+                continue
+            if waiter.wake_at is None or available_at < waiter.wake_at:
+                waiter.future.set_result(None)
+                return
+            return  # the first eligible waiter will be up by then anyway
+
+    def emit(
+        self,
+        kind: EventKind,
+        record: JobRecord,
+        *,
+        worker: str | None = None,
+        error: str | None = None,
+        available_at: float | None = None,
+        duration: float | None = None,
+        time: float | None = None,
+    ) -> None:
+        """Publish one lifecycle event of ``record``."""
+        if not self.events:
+            return
+        clock = self.clock
+        self.events.emit(
+            QueueEvent(
+                clock.time() if time is None else time,
+                clock.next_seq(),
+                kind,
+                record.id,
+                record.type,
+                record.queue,
+                record.attempts,
+                self.config.name,
+                worker,
+                error,
+                available_at,
+                duration,
+            )
+        )
+
+    async def _store(self, records: list[JobRecord]) -> None:
+        await self.push_records(records)
+        now = self.clock.time()
+        for record in records:
+            self.emit(EventKind.DISPATCHED, record, available_at=record.available_at, time=now)
+            self.notify(record.queue, record.available_at)
+        await self.after_store(records)
+
+    async def after_store(self, records: list[JobRecord]) -> None:
+        """Hook: runs after records were stored and announced (dispatch or requeue). No-op here."""
+        return None
+
+    def _due(self, delay: timedelta | float | None, at: datetime | None) -> float:
+        now = self.clock.time()
+        if at is not None:
+            if delay is not None:
+                raise ValueError("give either delay or at, not both")
+            return max(now, to_timestamp(at))
+        seconds = to_seconds(delay)
+        if seconds < 0:
+            raise ValueError(f"delay must not be negative, got {delay!r}")
+        return now + seconds
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r})"

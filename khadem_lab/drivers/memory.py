@@ -1,0 +1,170 @@
+"""InMemoryDriver: jobs in a heap per queue, in this process only. The reference driver.
+
+Push, reserve, ack and retry are O(log n), delayed jobs included: every pending job sits in its
+queue's heap ordered by ``(available_at, seq)``, so the head is always the next one due.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+from collections.abc import Sequence
+
+from ..records import JobRecord, JobStatus, QueueCounts
+from .base import BaseQueueDriver
+
+_Entry = tuple[float, int, JobRecord]
+
+
+class InMemoryDriver(BaseQueueDriver):
+    """Fast, not persistent: jobs are lost when the process ends."""
+
+    driver_type = "memory"
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self._heaps: dict[str, list[_Entry]] = {}
+        self._reserved: dict[str, JobRecord] = {}
+        self._leases: list[tuple[float, int, str]] = []
+        self._dead: dict[str, JobRecord] = {}
+        self._seq = itertools.count(1)
+
+    # -- the spec's extras -------------------------------------------------------------------
+    @property
+    def pending_jobs_count(self) -> int:
+        """Jobs waiting (ready or delayed)."""
+        return sum(len(h) for h in self._heaps.values())
+
+    @property
+    def is_empty(self) -> bool:
+        """True when no job is waiting or running."""
+        return not self._reserved and not any(self._heaps.values())
+
+    # -- primitives -----------------------------------------------------------------------------
+    async def push_records(self, records: Sequence[JobRecord]) -> None:
+        heaps = self._heaps
+        for record in records:
+            record.seq = next(self._seq)
+            heap = heaps.get(record.queue)
+            if heap is None:
+                heap = heaps[record.queue] = []
+            heapq.heappush(heap, (record.available_at, record.seq, record))
+
+    async def reserve_record(
+        self, queues: Sequence[str] | None, now: float, worker: str | None
+    ) -> JobRecord | None:
+        chosen: list[_Entry] | None = None
+        if queues is None:
+            best: _Entry | None = None
+            for heap in self._heaps.values():
+                if heap and heap[0][0] <= now and (best is None or heap[0][:2] < best[:2]):
+                    best, chosen = heap[0], heap
+        else:
+            for name in queues:
+                candidate = self._heaps.get(name)
+                if candidate and candidate[0][0] <= now:
+                    chosen = candidate
+                    break
+        if chosen is None:
+            return None
+        record = heapq.heappop(chosen)[2]
+        record.status = JobStatus.RESERVED
+        record.attempts += 1
+        record.reserved_by = worker
+        until = now + self._lease_seconds + (record.timeout or 0.0)
+        record.reserved_until = until
+        self._reserved[record.id] = record
+        leases = self._leases
+        heapq.heappush(leases, (until, record.seq, record.id))
+        if len(leases) > 64 + 2 * len(self._reserved):  # drop entries of finished jobs
+            self._leases = [(r.reserved_until, r.seq, r.id) for r in self._reserved.values()]  # type: ignore[misc]
+            heapq.heapify(self._leases)
+        return record
+
+    async def ack_record(self, record: JobRecord) -> None:
+        if self._reserved.pop(record.id, None) is not None:
+            record.status = JobStatus.COMPLETED
+            record.reserved_until = None
+
+    async def release_record(self, record: JobRecord) -> None:
+        self._reserved.pop(record.id, None)
+        record.status = JobStatus.PENDING
+        record.reserved_until = None
+        record.reserved_by = None
+        await self.push_records([record])
+
+    async def bury_record(self, record: JobRecord) -> None:
+        self._reserved.pop(record.id, None)
+        record.status = JobStatus.DEAD
+        record.reserved_until = None
+        self._dead[record.id] = record
+
+    async def reclaim_expired(self, now: float) -> list[JobRecord]:
+        leases = self._leases
+        if not leases or leases[0][0] > now:
+            return []
+        reclaimed: list[JobRecord] = []
+        while leases and leases[0][0] <= now:
+            until, _seq, job_id = heapq.heappop(leases)
+            record = self._reserved.get(job_id)
+            if record is None or record.reserved_until != until:
+                continue  # finished, or reserved again since
+            del self._reserved[job_id]
+            record.reserved_until = None
+            record.reserved_by = None
+            if record.attempts >= record.max_attempts:
+                record.status = JobStatus.DEAD
+                record.last_error = "LeaseExpired: its worker stopped during the last attempt"
+                record.error_type = "LeaseExpired"
+                record.failed_at = now
+                self._dead[record.id] = record
+            else:
+                record.status = JobStatus.PENDING
+                record.available_at = now
+                await self.push_records([record])
+            reclaimed.append(record)
+        return reclaimed
+
+    async def counts(self, now: float) -> QueueCounts:
+        ready = delayed = 0
+        for heap in self._heaps.values():
+            for available_at, _seq, _record in heap:
+                if available_at <= now:
+                    ready += 1
+                else:
+                    delayed += 1
+        return QueueCounts(ready, delayed, len(self._reserved))
+
+    async def next_available_at(self, queues: Sequence[str] | None) -> float | None:
+        heaps = self._heaps.values() if queues is None else [self._heaps.get(q) for q in queues]
+        heads = [heap[0][0] for heap in heaps if heap]
+        return min(heads) if heads else None
+
+    async def clear_records(self) -> int:
+        removed = self.pending_jobs_count + len(self._reserved)
+        self._heaps.clear()
+        self._reserved.clear()
+        self._leases.clear()
+        return removed
+
+    async def dead_records(self, limit: int | None = None) -> list[JobRecord]:
+        records = list(self._dead.values())
+        return records if limit is None else records[:limit]
+
+    async def get_dead_record(self, job_id: str) -> JobRecord | None:
+        return self._dead.get(job_id)
+
+    async def requeue_dead_records(self, job_ids: Sequence[str] | None, now: float) -> list[JobRecord]:
+        ids = list(self._dead) if job_ids is None else [i for i in job_ids if i in self._dead]
+        records = [self._dead.pop(i) for i in ids]
+        for record in records:
+            record.status = JobStatus.PENDING
+            record.attempts = 0
+            record.available_at = now
+            record.failed_at = None
+        await self.push_records(records)
+        return records
+
+    async def purge_dead_records(self, job_ids: Sequence[str] | None) -> list[JobRecord]:
+        ids = list(self._dead) if job_ids is None else [i for i in job_ids if i in self._dead]
+        return [self._dead.pop(i) for i in ids]

@@ -1,0 +1,90 @@
+"""The package's errors: one root, :class:`KhademLabError`, and one subclass per kind of trouble.
+
+Every message says what was wrong, with the offending value, and what to do about it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+
+class KhademLabError(Exception):
+    """Root of every error raised by khadem_lab."""
+
+
+class ConfigError(KhademLabError, ValueError):
+    """Raised when a queue configuration has a missing, unknown or invalid value."""
+
+    def __init__(self, key: str, value: object, expected: str) -> None:
+        self.key = key
+        self.value = value
+        self.expected = expected
+        super().__init__(f"invalid queue config: {key} = {value!r}; expected {expected}")
+
+
+class UnknownDriverError(KhademLabError, KeyError):
+    """Raised when a driver name is neither registered with the manager nor with QueueFactory."""
+
+    def __init__(self, name: str, known: Iterable[str], where: str = "registered") -> None:
+        self.name = name
+        self.known = sorted(known)
+        listed = ", ".join(repr(n) for n in self.known) or "none"
+        super().__init__(
+            f"unknown queue driver {name!r}; {where} drivers: {listed}. "
+            "Register it with QueueManager.register_driver() or QueueFactory.register_driver()."
+        )
+
+    def __str__(self) -> str:  # KeyError would quote the whole message
+        return str(self.args[0])
+
+
+class UnregisteredJobError(KhademLabError, LookupError):
+    """Raised when a stored job's type name is not in the job registry."""
+
+    def __init__(self, type_name: str, known: Iterable[str]) -> None:
+        self.type_name = type_name
+        listed = ", ".join(sorted(known)) or "none"
+        super().__init__(
+            f"job type {type_name!r} is not registered (registered: {listed}). "
+            f"Call register_queue_jobs([{type_name}]) or decorate the class with @queue_job "
+            "in every process that dispatches or works this queue."
+        )
+
+
+class SerializationError(KhademLabError, TypeError):
+    """Raised when a job cannot be turned into JSON or rebuilt from it."""
+
+
+class JobTimeoutError(KhademLabError, TimeoutError):
+    """Raised (and recorded as the attempt's error) when a job runs past its timeout."""
+
+
+class PermanentFailure(KhademLabError):
+    """Raise this from ``handle()`` for a failure that a retry cannot fix (invalid data, 404, ...).
+
+    The job goes straight to the dead-letter queue, whatever attempts it has left.
+    """
+
+
+class SimulationError(KhademLabError, RuntimeError):
+    """Raised when a simulation is used in a way that cannot work (wrong thread, closed, ...)."""
+
+
+class LivelockError(SimulationError):
+    """Raised when tasks keep running at one virtual instant without ever letting time move."""
+
+
+class SimulationStalled(SimulationError):
+    """Raised when a coroutine run on the virtual clock waits for something that can never happen."""
+
+
+class BackgroundTaskError(SimulationError):
+    """Raised after an advance when a background task failed; the first failure is the cause."""
+
+    def __init__(self, errors: list[BaseException]) -> None:
+        self.errors = errors
+        first = errors[0]
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        super().__init__(
+            f"a background task failed during the simulation: {type(first).__name__}: {first}{more}"
+        )

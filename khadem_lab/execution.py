@@ -1,0 +1,187 @@
+"""Running one reserved job: the single path every driver and worker goes through.
+
+reserve (done by the caller) -> started -> handle() under the job's timeout -> completed (ack), or
+failed -> retry scheduled (release) / dead-lettered (bury) / discarded (use_dlq off).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any
+
+from .backoff import delay_for
+from .errors import JobTimeoutError, PermanentFailure, SerializationError, UnregisteredJobError
+from .events import EventKind
+from .job import QueueJob, set_attempt
+from .records import JobRecord, JobStatus
+from .serialization import decode_job
+
+if TYPE_CHECKING:
+    from .drivers.base import BaseQueueDriver
+
+log = logging.getLogger(__name__)
+
+OnJobStart = Callable[[QueueJob], Any]
+OnJobComplete = Callable[[QueueJob, Any], Any]
+OnJobError = Callable[[QueueJob, BaseException, str], Any]
+OnError = Callable[[BaseException, str], Any]
+
+
+class Outcome(StrEnum):
+    """What became of one run."""
+
+    COMPLETED = "completed"
+    RETRY = "retry"
+    DEAD = "dead"  # dead-lettered, or discarded with use_dlq off
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True)
+class Hooks:
+    """The spec's worker callbacks. Each may be a plain function or a coroutine function.
+
+    ``on_job_error`` is called once a job has failed for good (after its last attempt);
+    ``on_error`` for errors outside job code (storage, a broken callback).
+    """
+
+    on_job_start: OnJobStart | None = None
+    on_job_complete: OnJobComplete | None = None
+    on_job_error: OnJobError | None = None
+    on_error: OnError | None = None
+
+
+NO_HOOKS = Hooks()
+
+
+async def call_hook(hooks: Hooks, hook: Callable[..., Any] | None, *args: Any) -> None:
+    """Call a callback; a failing callback is reported to ``on_error`` (or logged), never raised."""
+    if hook is None:
+        return
+    try:
+        result = hook(*args)
+        if inspect.isawaitable(result):
+            await result
+    except Exception as exc:
+        await report_error(hooks, exc)
+
+
+async def report_error(hooks: Hooks, error: BaseException) -> None:
+    """Hand a worker-level error to ``on_error``, or log it if there is none."""
+    stack = "".join(traceback.format_exception(error))
+    if hooks.on_error is None:
+        log.error("queue worker error: %s", stack)
+        return
+    try:
+        result = hooks.on_error(error, stack)
+        if inspect.isawaitable(result):
+            await result
+    except Exception:
+        log.exception("on_error callback failed while reporting %r", error)
+
+
+def describe(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}"
+
+
+async def execute(
+    driver: BaseQueueDriver, record: JobRecord, *, worker: str | None, hooks: Hooks = NO_HOOKS
+) -> Outcome:
+    """Run the reserved ``record`` once and settle it. Storage errors propagate to the worker."""
+    clock = driver.clock
+    job = record.job
+    if job is None:
+        try:
+            job = decode_job(record.type, record.payload, driver.registry)
+        except (UnregisteredJobError, SerializationError) as exc:
+            await report_error(hooks, exc)
+            return await _fail_for_good(driver, record, exc, worker, hooks, job=None)
+    set_attempt(job, record.attempts)
+    await call_hook(hooks, hooks.on_job_start, job)
+    started = clock.time()
+    driver.emit(EventKind.STARTED, record, worker=worker, time=started)
+    error: BaseException
+    try:
+        if record.timeout is None:
+            result = await job.handle()
+        else:
+            deadline = asyncio.timeout(record.timeout)
+            try:
+                async with deadline:
+                    result = await job.handle()
+            except TimeoutError:
+                if not deadline.expired():
+                    raise
+                raise JobTimeoutError(
+                    f"{record.display_name} ran past its timeout of {record.timeout:g} s and was cancelled"
+                ) from None
+    except Exception as exc:
+        error = exc
+    else:
+        finished = clock.time()
+        await driver.ack_record(record)
+        driver.emit(EventKind.COMPLETED, record, worker=worker, duration=finished - started, time=finished)
+        await call_hook(hooks, hooks.on_job_complete, job, result)
+        return Outcome.COMPLETED
+
+    now = clock.time()
+    text = describe(error)
+    driver.emit(EventKind.FAILED, record, worker=worker, error=text, duration=now - started, time=now)
+    retry = (
+        not isinstance(error, PermanentFailure)
+        and bool(job.should_retry)
+        and record.attempts < record.max_attempts
+    )
+    if not retry:
+        return await _fail_for_good(driver, record, error, worker, hooks, job=job)
+    record.available_at = now + delay_for(job.retry_delay, record.attempts)
+    record.last_error = text
+    record.error_type = type(error).__name__
+    record.status = JobStatus.PENDING
+    record.reserved_until = None
+    record.reserved_by = None
+    await driver.release_record(record)
+    driver.emit(
+        EventKind.RETRY_SCHEDULED,
+        record,
+        worker=worker,
+        error=text,
+        available_at=record.available_at,
+        time=now,
+    )
+    driver.notify(record.queue, record.available_at)
+    return Outcome.RETRY
+
+
+async def _fail_for_good(
+    driver: BaseQueueDriver,
+    record: JobRecord,
+    error: BaseException,
+    worker: str | None,
+    hooks: Hooks,
+    *,
+    job: QueueJob | None,
+) -> Outcome:
+    now = driver.clock.time()
+    text = describe(error)
+    record.last_error = text
+    record.error_type = type(error).__name__
+    record.failed_at = now
+    if driver.config.use_dlq:
+        record.status = JobStatus.DEAD
+        await driver.bury_record(record)
+        driver.emit(EventKind.DEAD_LETTERED, record, worker=worker, error=text, time=now)
+    else:
+        await driver.ack_record(record)
+        driver.emit(EventKind.DISCARDED, record, worker=worker, error=text, time=now)
+    if job is not None:
+        stack = "".join(traceback.format_exception(error))
+        await call_hook(hooks, hooks.on_job_error, job, error, stack)
+    return Outcome.DEAD

@@ -1,0 +1,93 @@
+"""QueueJob: the unit of work, as in the spec, with Pythonic names.
+
+Subclass it, implement ``async def handle()``, and override any option as a class attribute or a
+property::
+
+    @dataclass
+    class SendEmail(QueueJob):
+        to: str
+        max_retries = 5
+        retry_delay = timedelta(seconds=10)
+
+        async def handle(self) -> None:
+            await asyncio.sleep(1)   # one virtual second under a Simulation
+
+Dataclass jobs serialize to JSON without boilerplate (their fields); other jobs serialize their
+public instance attributes. Override :meth:`QueueJob.to_json` / :meth:`QueueJob.from_json` for
+anything else (the spec's ``SerializableJob``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from datetime import timedelta
+from typing import Any
+
+from .backoff import RetryStrategy
+
+#: Names of the job options; they are stored with the job record, not in its payload.
+JOB_OPTIONS = frozenset({"max_retries", "retry_delay", "should_retry", "timeout", "queue", "display_name"})
+
+
+class QueueJob:
+    """Base class of every job. Only :meth:`handle` is required."""
+
+    #: Retries after the first failure (0 disables retries). Total attempts: ``max_retries + 1``.
+    max_retries: int = 3
+    #: Wait before a retry: a ``timedelta`` or a strategy from :mod:`khadem_lab.backoff`.
+    retry_delay: timedelta | RetryStrategy = timedelta(seconds=30)
+    #: ``False`` for one-shot jobs: the first failure is final.
+    should_retry: bool = True
+    #: Longest a run may take; past it the run is cancelled and counts as a failed attempt.
+    timeout: timedelta | None = None
+    #: The queue the job goes to unless ``dispatch(queue=...)`` says otherwise.
+    queue: str = "default"
+
+    async def handle(self) -> Any:
+        """The job's work. Raise to fail the attempt (``PermanentFailure`` to skip retries)."""
+        raise NotImplementedError(f"{type(self).__name__} must implement `async def handle(self)`")
+
+    @property
+    def display_name(self) -> str:
+        """Human-readable name for logs, callbacks and metrics; the class name by default."""
+        return type(self).__name__
+
+    @property
+    def attempt(self) -> int:
+        """The attempt now running, from 1 (0 before the job has run)."""
+        return int(getattr(self, "_attempt", 0))
+
+    def to_json(self) -> dict[str, Any]:
+        """The job's data as a JSON-ready dict (dataclass fields, or public instance attributes)."""
+        if dataclasses.is_dataclass(self):
+            return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.init}
+        return {k: v for k, v in vars(self).items() if not k.startswith("_") and k not in JOB_OPTIONS}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> QueueJob:
+        """Rebuild a job from :meth:`to_json` output (keyword arguments to the constructor)."""
+        return cls(**data)
+
+    def __repr__(self) -> str:  # dataclass jobs get their own
+        fields = ", ".join(f"{k}={v!r}" for k, v in self.to_json().items())
+        return f"{type(self).__name__}({fields})"
+
+
+def option_overridden(job: QueueJob, name: str) -> bool:
+    """True if the job (its class below QueueJob, or the instance) sets option ``name``."""
+    if name in getattr(job, "__dict__", {}):
+        return True
+    for klass in type(job).__mro__:
+        if klass is QueueJob:
+            return False
+        if name in vars(klass):
+            return True
+    return False
+
+
+def set_attempt(job: QueueJob, attempt: int) -> None:
+    """Record the running attempt on the job (works for frozen dataclass jobs too)."""
+    # A slots class without the attribute simply cannot see its attempt number.
+    with contextlib.suppress(AttributeError):
+        object.__setattr__(job, "_attempt", attempt)

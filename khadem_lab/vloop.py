@@ -1,0 +1,139 @@
+"""An asyncio event loop whose clock is virtual: it jumps to the next timer instead of waiting.
+
+asyncio asks its selector to block (``select(timeout)`` with a non-zero timeout) exactly when no
+callback is ready. :class:`VirtualTimeLoop` wraps that call: it polls real I/O without blocking and,
+if nothing is in flight, moves virtual time straight to the earliest timer, never past a horizon.
+So ``asyncio.sleep``, ``asyncio.wait_for`` and ``asyncio.timeout`` keep their real semantics and run
+on virtual time. The same hook is used by looptime and aiotools; trio's ``MockClock`` with autojump
+is the model of the idea.
+
+Time is the absolute number of seconds since the Unix epoch, so a job due at ``t`` is woken by a
+timer at exactly ``t`` (no conversion, no rounding between the clock and the loop).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from .errors import LivelockError
+
+# Timers within this many seconds of "now" count as due. asyncio's default (the monotonic clock's
+# resolution, 1 ns) is below the float spacing of epoch seconds (~0.24 us), so a timer due exactly
+# now would never fire.
+CLOCK_RESOLUTION = 1e-6
+
+
+class VirtualTimeLoop(asyncio.SelectorEventLoop):
+    """Selector event loop on virtual time. Driven by :class:`~khadem_lab.simulation.Simulation`."""
+
+    def __init__(self, start: float, *, livelock_budget: int = 1_000_000) -> None:
+        super().__init__()
+        self._vnow = float(start)
+        self._clock_resolution = CLOCK_RESOLUTION
+        self._horizon = math.inf
+        self._jump_to_horizon = True
+        self._holds = 0
+        self._real_select = self._selector.select  # type: ignore[attr-defined]
+        self._selector.select = self._virtual_select  # type: ignore[attr-defined]
+        self.livelock_budget = livelock_budget
+        self._spins = 0
+        self.quiescent = False
+        self.on_jump: Callable[[float], None] | None = None
+
+    # -- time -------------------------------------------------------------------------------
+    def time(self) -> float:
+        return self._vnow
+
+    def _set_time(self, when: float) -> None:
+        if when > self._vnow:
+            self._vnow = when
+            self._spins = 0
+            if self.on_jump is not None:
+                self.on_jump(when)
+
+    # -- real I/O holds the clock ---------------------------------------------------------
+    @contextlib.contextmanager
+    def io_hold(self) -> Iterator[None]:
+        """Hold virtual time still while real I/O (a socket round trip) is in flight."""
+        self._holds += 1
+        try:
+            yield
+        finally:
+            self._holds -= 1
+
+    def run_in_executor(  # type: ignore[override]
+        self, executor: Any, func: Callable[..., Any], *args: Any
+    ) -> asyncio.Future[Any]:
+        """Thread work (``asyncio.to_thread`` too) holds virtual time until it finishes."""
+        self._holds += 1
+        future = super().run_in_executor(executor, func, *args)
+        future.add_done_callback(self._release_hold)
+        return future
+
+    def _release_hold(self, _future: object) -> None:
+        self._holds -= 1
+
+    # -- the hook -----------------------------------------------------------------------------
+    def _virtual_select(self, timeout: float | None) -> list[Any]:
+        events: list[Any] = self._real_select(0)
+        if events:
+            return events
+        if timeout == 0:  # callbacks are ready: count spins at this instant
+            self._spins += 1
+            if self._spins > self.livelock_budget:
+                self._spins = 0
+                raise LivelockError(
+                    f"{self.livelock_budget:,} loop iterations ran at one virtual instant without "
+                    "time moving: a task loops on asyncio.sleep(0), or a job fails and is retried "
+                    "with zero delay forever. Give retries a delay (or raise the budget with "
+                    "Simulation(livelock_budget=...)) and make loops wait on the clock."
+                )
+            return events
+        if self._holds:  # real I/O in flight: wait for it in real time, virtual time stays
+            result: list[Any] = self._real_select(0.05)
+            return result
+        next_when = self._scheduled[0]._when if self._scheduled else math.inf  # type: ignore[attr-defined]
+        if next_when > self._horizon or next_when == math.inf:
+            if self._jump_to_horizon and self._horizon != math.inf:
+                self._set_time(self._horizon)
+            self.quiescent = True
+            self.stop()
+            return events
+        self._set_time(next_when)
+        return events
+
+    # -- driving it ---------------------------------------------------------------------------
+    def run_until(self, horizon: float, *, jump_to_horizon: bool = True) -> None:
+        """Run everything due up to ``horizon`` in time order; stop once quiescent there.
+
+        With ``jump_to_horizon`` the clock ends exactly at ``horizon``; without, it stays at the
+        last thing that ran (``run_until_idle``).
+        """
+        self._horizon = horizon
+        self._jump_to_horizon = jump_to_horizon
+        self.quiescent = False
+        try:
+            self.run_forever()
+        finally:
+            self._horizon = math.inf
+            self._jump_to_horizon = True
+
+    def run_task(self, task: asyncio.Future[Any]) -> bool:
+        """Run until ``task`` is done, time moving as needed. False if it stalled instead."""
+        task.add_done_callback(self._stop_on_done)
+        self.quiescent = False
+        self._horizon = math.inf
+        self._jump_to_horizon = False
+        try:
+            self.run_forever()
+        finally:
+            self._jump_to_horizon = True
+            task.remove_done_callback(self._stop_on_done)
+        return task.done()
+
+    def _stop_on_done(self, _task: object) -> None:
+        self.stop()

@@ -1,0 +1,228 @@
+"""The worker loop: reserve, run, settle, pause, repeat; with concurrency and a graceful stop.
+
+Usually started through :meth:`QueueManager.start_worker`. A worker with ``concurrency=n`` runs
+``n`` slots on one event loop; each slot holds at most one job at a time. An idle slot waits on
+the driver, which wakes it the instant a job becomes available (in-process drivers) or at the
+next poll (drivers shared between processes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+from .clock import to_seconds
+from .execution import NO_HOOKS, Hooks, Outcome, execute, report_error
+
+if TYPE_CHECKING:
+    from .drivers.base import BaseQueueDriver
+
+#: Longest pause between retries of a failing storage call (a server that is down).
+MAX_ERROR_BACKOFF = 30.0
+
+
+@dataclass
+class WorkerStats:
+    """What a worker has done so far."""
+
+    processed: int = 0
+    completed: int = 0
+    retried: int = 0
+    dead: int = 0
+    errors: int = 0
+    by_slot: dict[str, int] = field(default_factory=dict)
+
+
+class Worker:
+    """Works jobs from one driver until stopped, out of jobs (``max_jobs``) or out of time."""
+
+    def __init__(
+        self,
+        driver: BaseQueueDriver,
+        *,
+        name: str = "worker",
+        queues: Sequence[str] | None = None,
+        concurrency: int = 1,
+        max_jobs: int | None = None,
+        delay: timedelta | float | None = None,
+        timeout: timedelta | float | None = None,
+        hooks: Hooks = NO_HOOKS,
+    ) -> None:
+        if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+            raise ValueError(f"concurrency must be an integer >= 1, got {concurrency!r}")
+        if max_jobs is not None and (
+            isinstance(max_jobs, bool) or not isinstance(max_jobs, int) or max_jobs < 0
+        ):
+            raise ValueError(f"max_jobs must be None or an integer >= 0, got {max_jobs!r}")
+        self.driver = driver
+        self.name = name
+        self.queues = list(queues) if queues is not None else None
+        self.concurrency = concurrency
+        self.max_jobs = max_jobs
+        self.delay = to_seconds(delay)
+        self.timeout = None if timeout is None else to_seconds(timeout)
+        self.hooks = hooks
+        self.stats = WorkerStats()
+        self.task: asyncio.Task[WorkerStats] | None = None
+        self._stopping = False
+        self._claimed = 0
+        self._busy = 0
+        self._wakeups: set[asyncio.Future[None]] = set()
+        self._deadline: float | None = None
+
+    # -- state ---------------------------------------------------------------------------------
+    @property
+    def running(self) -> bool:
+        """True while the worker loop runs."""
+        return self.task is not None and not self.task.done()
+
+    @property
+    def busy(self) -> int:
+        """Jobs in hand right now."""
+        return self._busy
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping
+
+    # -- running -------------------------------------------------------------------------------
+    async def run(self) -> WorkerStats:
+        """Run until stopped; returns the stats. Normally awaited through the manager."""
+        clock = self.driver.clock
+        if self.timeout is not None:
+            self._deadline = clock.time() + self.timeout
+        if self.concurrency == 1:
+            await self._slot(self.name)
+        else:
+            slots = [
+                asyncio.ensure_future(self._slot(f"{self.name}.{i + 1}")) for i in range(self.concurrency)
+            ]
+            try:
+                await asyncio.gather(*slots)
+            except BaseException:
+                for slot in slots:
+                    slot.cancel()
+                raise
+        return self.stats
+
+    def request_stop(self) -> None:
+        """Ask the worker to stop after the jobs in hand (safe to call from a job or a callback)."""
+        self._stopping = True
+        for future in list(self._wakeups):
+            if not future.done():
+                future.set_result(None)
+
+    async def stop(self, *, graceful: bool = True) -> WorkerStats:
+        """Stop and wait for the worker to end. Graceful: jobs in hand finish first. Not graceful:
+        they are cancelled and stay reserved until their lease runs out (then they run again)."""
+        return await self.driver.clock.run_coroutine(self._stop(graceful))
+
+    async def _stop(self, graceful: bool) -> WorkerStats:
+        self.request_stop()
+        if self.task is not None:
+            if not graceful:
+                self.task.cancel()
+            try:
+                await asyncio.shield(self.task) if graceful else await self.task
+            except asyncio.CancelledError:
+                if graceful:
+                    raise
+        return self.stats
+
+    async def wait(self) -> WorkerStats:
+        """Wait until the worker ends by itself (max_jobs, timeout, or a stop)."""
+        return await self.driver.clock.run_coroutine(self._wait())
+
+    async def _wait(self) -> WorkerStats:
+        if self.task is not None:
+            await asyncio.shield(self.task)
+        return self.stats
+
+    # -- the loop -------------------------------------------------------------------------------
+    async def _slot(self, slot_name: str) -> None:
+        driver = self.driver
+        clock = driver.clock
+        stats = self.stats
+        queues = self.queues
+        failures = 0
+        while not self._stopping:
+            if self.max_jobs is not None and self._claimed >= self.max_jobs:
+                break
+            if self._deadline is not None and clock.time() >= self._deadline:
+                break
+            self._claimed += 1
+            try:
+                record = await driver.reserve(queues, worker=slot_name)
+            except Exception as exc:  # storage trouble (a server down): report, back off, go on
+                self._claimed -= 1
+                failures += 1
+                stats.errors += 1
+                await report_error(self.hooks, exc)
+                backoff = min(
+                    MAX_ERROR_BACKOFF, to_seconds(driver.config.poll_interval) * 2 ** (failures - 1)
+                )
+                await self._pause(backoff)
+                continue
+            failures = 0
+            if record is None:
+                self._claimed -= 1
+                await self._idle()
+                continue
+            self._busy += 1
+            try:
+                outcome = await execute(driver, record, worker=slot_name, hooks=self.hooks)
+            except Exception as exc:  # settling failed in storage; the lease brings the job back
+                stats.errors += 1
+                await report_error(self.hooks, exc)
+                outcome = None
+            finally:
+                self._busy -= 1
+            stats.processed += 1
+            stats.by_slot[slot_name] = stats.by_slot.get(slot_name, 0) + 1
+            if outcome is Outcome.COMPLETED:
+                stats.completed += 1
+            elif outcome is Outcome.RETRY:
+                stats.retried += 1
+            elif outcome is Outcome.DEAD:
+                stats.dead += 1
+            if self.delay:
+                await self._pause(self.delay)
+
+    async def _idle(self) -> None:
+        if self._stopping:
+            return
+        wakeup: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._wakeups.add(wakeup)
+        try:
+            await self.driver.wait_for_job(self.queues, self._deadline, wakeup)
+        finally:
+            self._wakeups.discard(wakeup)
+
+    async def _pause(self, seconds: float) -> None:
+        """Sleep on the clock, cut short by a stop request or the worker's deadline."""
+        if self._stopping:
+            return
+        clock = self.driver.clock
+        until = clock.time() + seconds
+        if self._deadline is not None:
+            until = min(until, self._deadline)
+        wakeup: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._wakeups.add(wakeup)
+        timer = clock.call_at(until, _wake, wakeup)
+        try:
+            await wakeup
+        finally:
+            timer.cancel()
+            self._wakeups.discard(wakeup)
+
+    def __repr__(self) -> str:
+        state = "running" if self.running else "stopped"
+        return f"Worker({self.name!r}, {state}, processed={self.stats.processed})"
+
+
+def _wake(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
