@@ -100,8 +100,9 @@ class Simulation:
     def run_until_idle(self, limit: timedelta | float | None = None) -> datetime:
         """Run until nothing is left to do: no task ready and no timer scheduled.
 
-        The clock stays at the last thing that happened. A worker polling a shared queue always
-        has a timer, so give ``limit`` (virtual time) there, or use :meth:`advance`.
+        The clock stays at the last thing that happened, or ends at ``limit`` (virtual time from
+        now) if work is still scheduled past it. A worker polling a shared queue always has a
+        timer, so give ``limit`` there, or use :meth:`advance`.
         """
         horizon = math.inf if limit is None else self.time() + to_seconds(limit)
         self._call(self.loop.run_until, horizon, jump_to_horizon=False)

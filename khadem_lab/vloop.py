@@ -98,7 +98,9 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
             return result
         next_when = self._scheduled[0]._when if self._scheduled else math.inf  # type: ignore[attr-defined]
         if next_when > self._horizon or next_when == math.inf:
-            if self._jump_to_horizon and self._horizon != math.inf:
+            # Work left beyond the horizon: time has run up to it. Nothing left at all: idle; the
+            # clock goes to the horizon only if asked (advance), not for run_until_idle.
+            if self._horizon != math.inf and (self._jump_to_horizon or next_when != math.inf):
                 self._set_time(self._horizon)
             self.quiescent = True
             self.stop()

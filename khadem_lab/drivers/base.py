@@ -175,6 +175,11 @@ class BaseQueueDriver(abc.ABC):
     async def purge_dead_records(self, job_ids: Sequence[str] | None) -> list[JobRecord]:
         """Primitive. Delete dead-lettered records (all if ``job_ids`` is None); return them."""
 
+    async def next_lease_expiry(self) -> float | None:
+        """Primitive. The earliest ``reserved_until`` of a RESERVED record; None if none is
+        reserved. An idle worker wakes then to bring the job of a vanished worker back."""
+        return None
+
     async def storage_info(self) -> dict[str, Any]:
         """Optional primitive. Extra driver-specific keys for ``get_stats()``."""
         return {}
@@ -356,6 +361,9 @@ class BaseQueueDriver(abc.ABC):
         clock = self.clock
         now = clock.time()
         wake_at = await self.next_available_at(queues)
+        lease_end = await self.next_lease_expiry()
+        if lease_end is not None:
+            wake_at = lease_end if wake_at is None else min(wake_at, lease_end)
         if self.shared_between_processes:
             poll_at = now + to_seconds(self.config.poll_interval)
             wake_at = poll_at if wake_at is None else min(wake_at, poll_at)

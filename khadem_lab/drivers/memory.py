@@ -125,6 +125,10 @@ class InMemoryDriver(BaseQueueDriver):
             reclaimed.append(record)
         return reclaimed
 
+    async def next_lease_expiry(self) -> float | None:
+        ends = [r.reserved_until for r in self._reserved.values() if r.reserved_until is not None]
+        return min(ends) if ends else None
+
     async def counts(self, now: float) -> QueueCounts:
         ready = delayed = 0
         for heap in self._heaps.values():

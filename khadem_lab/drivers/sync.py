@@ -61,6 +61,12 @@ class SynchronousDriver(InMemoryDriver):
     ) -> JobRecord | None:
         return None  # jobs run inside dispatch; there is nothing for a worker
 
+    async def reclaim_expired(self, now: float) -> list[JobRecord]:
+        return []  # a running job is held by the dispatch that runs it, not by a worker that may vanish
+
+    async def next_lease_expiry(self) -> float | None:
+        return None
+
     async def counts(self, now: float) -> QueueCounts:
         ready = sum(1 for r in self._inline.values() if r.available_at <= now)
         return QueueCounts(ready, len(self._inline) - ready, len(self._reserved))

@@ -1,0 +1,228 @@
+"""The virtual clock: exact times, ordering, determinism, and the ways it refuses to hang."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from khadem_lab import (
+    BackgroundTaskError,
+    EventKind,
+    EventLog,
+    LivelockError,
+    QueueManager,
+    Simulation,
+    SimulationError,
+    SimulationStalled,
+    demo,
+)
+
+from .support import START, Recorded, at, elapsed
+
+
+@pytest.fixture
+def sim() -> Iterator[Simulation]:
+    with Simulation() as simulation:
+        yield simulation
+
+
+def test_default_start_is_a_fixed_date() -> None:
+    with Simulation() as sim:
+        assert sim.now() == START
+    with Simulation(start=datetime(2030, 5, 1)) as sim:
+        assert sim.now() == datetime(2030, 5, 1, tzinfo=UTC)
+
+
+def test_sleeping_tasks_wake_at_exact_virtual_times(sim: Simulation) -> None:
+    log: list[tuple[float, str]] = []
+
+    async def sleeper(name: str, every: float) -> None:
+        for _ in range(3):
+            await asyncio.sleep(every)
+            log.append((elapsed(sim), name))
+
+    sim.spawn(sleeper("a", 5))
+    sim.spawn(sleeper("b", 7))
+    assert sim.advance(seconds=12) == at(12)
+    assert log == [(5, "a"), (7, "b"), (10, "a")]
+    assert sim.advance(timedelta(minutes=1)) == at(72)
+    assert log[3:] == [(14, "b"), (15, "a"), (21, "b")]
+
+
+def test_advance_accepts_every_unit(sim: Simulation) -> None:
+    sim.advance(seconds=1, minutes=1, hours=1, days=1)
+    assert sim.elapsed == timedelta(days=1, hours=1, minutes=1, seconds=1)
+    with pytest.raises(ValueError, match="negative"):
+        sim.advance(seconds=-1)
+
+
+def test_wait_for_and_timeout_run_on_virtual_time(sim: Simulation) -> None:
+    async def slow() -> str:
+        try:
+            await asyncio.wait_for(asyncio.sleep(3600), timeout=10)
+        except TimeoutError:
+            return f"timed out at {elapsed(sim)}"
+        return "finished"
+
+    started = time.perf_counter()
+    assert sim.run(slow()) == "timed out at 10.0"
+    assert time.perf_counter() - started < 5  # an hour of virtual time is not waited for
+
+
+def test_run_until_and_run_until_idle(sim: Simulation) -> None:
+    hits: list[float] = []
+
+    async def later(delay: float) -> None:
+        await asyncio.sleep(delay)
+        hits.append(elapsed(sim))
+
+    sim.spawn(later(30))
+    sim.spawn(later(90))
+    assert sim.run_until(at(60)) == at(60)
+    assert hits == [30]
+    assert sim.run_until_idle() == at(90)  # the clock stays at the last thing that happened
+    assert hits == [30, 90]
+    sim.spawn(later(1000))
+    assert sim.run_until_idle(limit=timedelta(seconds=10)) == at(100)
+    assert hits == [30, 90]
+
+
+def test_jobs_due_at_one_instant_run_in_dispatch_order(sim: Simulation) -> None:
+    Recorded.reset(sim)
+    qm = QueueManager(clock=sim.clock)
+    names = [f"job{i}" for i in range(12)]
+
+    async def scenario() -> None:
+        for name in reversed(names[6:]):  # dispatched later, due at the same instant
+            await qm.dispatch(Recorded(name), delay=timedelta(seconds=100))
+        await qm.dispatch_batch([Recorded(n) for n in names[:6]], delay=timedelta(seconds=100))
+        await qm.start_worker(run_in_background=True)
+
+    sim.run(scenario())
+    sim.advance(minutes=5)
+    assert [name for _, name, _ in Recorded.runs] == list(reversed(names[6:])) + names[:6]
+    assert {t for t, _, _ in Recorded.runs} == {100.0}
+
+
+def test_same_seed_gives_the_same_history_row_for_row() -> None:
+    first = demo.run(seed=3)
+    second = demo.run(seed=3)
+    assert first == second
+    assert any("retry_scheduled" in line for line in first)
+    assert demo.run(seed=4) != first  # the seed matters: work times are drawn from it
+
+
+def test_a_livelock_raises_instead_of_hanging() -> None:
+    with Simulation(livelock_budget=10_000) as sim:
+
+        async def spin() -> None:
+            while True:
+                await asyncio.sleep(0)
+
+        sim.spawn(spin())
+        with pytest.raises(LivelockError, match="without time moving"):
+            sim.advance(seconds=1)
+
+
+def test_a_failing_background_task_is_reported_after_the_advance(sim: Simulation) -> None:
+    async def broken() -> None:
+        await asyncio.sleep(5)
+        raise ValueError("disk full")
+
+    sim.spawn(broken())
+    with pytest.raises(BackgroundTaskError, match="ValueError: disk full") as info:
+        sim.advance(seconds=10)
+    assert isinstance(info.value.__cause__, ValueError)
+    assert sim.now() == at(10)
+    sim.advance(seconds=1)  # reported once, not again
+
+
+def test_waiting_for_what_can_never_happen_is_a_clear_error(sim: Simulation) -> None:
+    qm = QueueManager(clock=sim.clock)
+    with pytest.raises(SimulationStalled, match="run_in_background=True"):
+        sim.run(qm.start_worker())  # no jobs, no max_jobs, no timeout: it would wait forever
+
+
+def test_advancing_from_inside_the_simulation_is_refused(sim: Simulation) -> None:
+    async def inside() -> None:
+        sim.advance(seconds=1)
+
+    with pytest.raises(SimulationError, match="from inside itself"):
+        sim.run(inside())
+
+
+def test_a_closed_simulation_refuses_to_run() -> None:
+    sim = Simulation()
+    sim.close()
+    sim.close()  # idempotent
+    with pytest.raises(SimulationError, match="closed"):
+        sim.advance(seconds=1)
+
+
+@pytest.mark.realtime
+def test_thread_work_holds_virtual_time_still(sim: Simulation) -> None:
+    seen: list[tuple[str, float]] = []
+
+    async def io_bound() -> None:
+        await asyncio.to_thread(time.sleep, 0.05)  # real work in a thread: time must not jump
+        seen.append(("io", elapsed(sim)))
+
+    async def ticker() -> None:
+        await asyncio.sleep(30)
+        seen.append(("tick", elapsed(sim)))
+
+    sim.spawn(io_bound())
+    sim.spawn(ticker())
+    sim.advance(minutes=1)
+    assert seen == [("io", 0.0), ("tick", 30.0)]
+
+
+def test_manager_calls_from_another_event_loop_run_on_the_virtual_one(sim: Simulation) -> None:
+    """What a notebook cell does: its loop is ipykernel's, the queue lives on the simulation's."""
+    Recorded.reset(sim)
+    qm = QueueManager(clock=sim.clock)
+    log = EventLog()
+    qm.subscribe(log)
+
+    async def cell() -> list[float]:
+        await qm.dispatch(Recorded("a", work=2))
+        await qm.dispatch(Recorded("b", work=2), delay=timedelta(minutes=1))
+        worker = await qm.start_worker(run_in_background=True)
+        await sim.advance_async(minutes=5)
+        stats = await qm.driver.get_stats()
+        assert stats["metrics"]["jobs_completed"] == 2
+        await worker.stop()
+        return [e.time - START.timestamp() for e in log.of_kind(EventKind.COMPLETED)]
+
+    assert asyncio.run(cell()) == [2.0, 62.0]
+    assert not qm.workers
+
+
+def test_job_output_printed_during_an_advance_lands_in_the_caller(
+    sim: Simulation, capsys: pytest.CaptureFixture[str]
+) -> None:
+    async def chatty() -> None:
+        await asyncio.sleep(1)
+        print("hello from the virtual loop")
+
+    sim.spawn(chatty())
+    sim.advance(seconds=2)
+    assert capsys.readouterr().out == "hello from the virtual loop\n"
+
+
+def test_wallclock_bridge_makes_datetime_now_virtual() -> None:
+    seen: list[datetime] = []
+
+    async def reads_the_wall_clock() -> None:
+        await asyncio.sleep(90)
+        seen.append(datetime.now(UTC))
+
+    with Simulation(wallclock=True) as sim:
+        sim.spawn(reads_the_wall_clock())
+        sim.advance(minutes=2)
+    assert seen == [at(90)]
+    assert datetime.now(UTC).year >= 2026  # the bridge is off again outside the simulation
