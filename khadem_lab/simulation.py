@@ -110,6 +110,7 @@ class Simulation:
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
         """Run ``coro`` on the virtual loop until it finishes, time moving as it needs; return its result."""
+        self._check_callable_or_close(coro)
         task: asyncio.Task[T] = self._call(self._run_task, coro)
         return task.result()
 
@@ -137,6 +138,7 @@ class Simulation:
         return self.now()
 
     async def run_async(self, coro: Coroutine[Any, Any, T]) -> T:
+        self._check_callable_or_close(coro)
         task: asyncio.Task[T] = await self._call_async(self._run_task, coro)
         return task.result()
 
@@ -199,6 +201,16 @@ class Simulation:
                 "the simulation cannot be advanced from inside itself (from a job or a task on the "
                 "virtual loop); wait with `await asyncio.sleep(seconds)` there instead"
             )
+
+    def _check_callable_or_close(self, coro: Coroutine[Any, Any, Any]) -> None:
+        """Like :meth:`_check_callable`, but close ``coro`` when the call cannot be made: then
+        ``await qm.dispatch(job)`` after ``sim.close()`` raises only the clear error, without a
+        "coroutine ... was never awaited" warning after it."""
+        try:
+            self._check_callable()
+        except SimulationError:
+            coro.close()
+            raise
 
     def _pool_call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         self._check_callable()
