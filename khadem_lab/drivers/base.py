@@ -140,7 +140,9 @@ class BaseQueueDriver(abc.ABC):
         """Primitive. Find RESERVED records whose ``reserved_until <= now`` (their worker is gone).
         Each one with attempts left (``attempts < max_attempts``) becomes PENDING, available at
         ``now``; each one without becomes DEAD with ``last_error`` saying the lease expired and
-        ``failed_at = now``. Return them all (their ``status`` tells which); [] if none."""
+        ``failed_at = now``. Return them all (their ``status`` tells which), in the order their
+        leases ended, by ``(reserved_until, seq)``, which is also the order they are given new
+        seqs in; [] if none."""
 
     @abc.abstractmethod
     async def counts(self, now: float) -> QueueCounts:
@@ -169,11 +171,12 @@ class BaseQueueDriver(abc.ABC):
     async def requeue_dead_records(self, job_ids: Sequence[str] | None, now: float) -> list[JobRecord]:
         """Primitive. Move dead-lettered records (all if ``job_ids`` is None) back to PENDING,
         available at ``now``, with ``attempts`` reset to 0 and a new ``seq``. Return the moved
-        records; ids that are not dead-lettered are skipped."""
+        records; ids that are not dead-lettered are skipped, an id given twice counts once."""
 
     @abc.abstractmethod
     async def purge_dead_records(self, job_ids: Sequence[str] | None) -> list[JobRecord]:
-        """Primitive. Delete dead-lettered records (all if ``job_ids`` is None); return them."""
+        """Primitive. Delete dead-lettered records (all if ``job_ids`` is None; an id given twice
+        counts once); return them."""
 
     async def next_lease_expiry(self) -> float | None:
         """Primitive. The earliest ``reserved_until`` of a RESERVED record; None if none is

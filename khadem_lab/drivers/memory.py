@@ -105,10 +105,10 @@ class InMemoryDriver(BaseQueueDriver):
             return []
         reclaimed: list[JobRecord] = []
         while leases and leases[0][0] <= now:
-            until, _seq, job_id = heapq.heappop(leases)
+            until, seq, job_id = heapq.heappop(leases)
             record = self._reserved.get(job_id)
-            if record is None or record.reserved_until != until:
-                continue  # finished, or reserved again since
+            if record is None or record.reserved_until != until or record.seq != seq:
+                continue  # finished, or given back and reserved again since (a new seq)
             del self._reserved[job_id]
             record.reserved_until = None
             record.reserved_by = None
@@ -159,7 +159,7 @@ class InMemoryDriver(BaseQueueDriver):
         return self._dead.get(job_id)
 
     async def requeue_dead_records(self, job_ids: Sequence[str] | None, now: float) -> list[JobRecord]:
-        ids = list(self._dead) if job_ids is None else [i for i in job_ids if i in self._dead]
+        ids = list(self._dead) if job_ids is None else [i for i in dict.fromkeys(job_ids) if i in self._dead]
         records = [self._dead.pop(i) for i in ids]
         for record in records:
             record.status = JobStatus.PENDING
@@ -170,5 +170,5 @@ class InMemoryDriver(BaseQueueDriver):
         return records
 
     async def purge_dead_records(self, job_ids: Sequence[str] | None) -> list[JobRecord]:
-        ids = list(self._dead) if job_ids is None else [i for i in job_ids if i in self._dead]
+        ids = list(self._dead) if job_ids is None else [i for i in dict.fromkeys(job_ids) if i in self._dead]
         return [self._dead.pop(i) for i in ids]

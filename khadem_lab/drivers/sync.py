@@ -35,7 +35,8 @@ class SynchronousDriver(InMemoryDriver):
             if record.available_at > now:
                 await clock.sleep(record.available_at - now)
                 now = clock.time()
-            self._inline.pop(record.id, None)
+            if self._inline.pop(record.id, None) is None:
+                return  # cleared while it waited: it never runs
             record.status = JobStatus.RESERVED
             record.attempts += 1
             record.reserved_by = "sync"

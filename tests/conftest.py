@@ -1,0 +1,375 @@
+"""Shared pytest fixtures. Each section belongs to one group of test modules."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+from khadem_lab import (
+    BaseQueueDriver,
+    Clock,
+    DeadLetter,
+    DriverConfig,
+    EventKind,
+    EventLog,
+    InMemoryDriver,
+    JobRecord,
+    JobRegistry,
+    JobStatus,
+    QueueCounts,
+    QueueEvent,
+    QueueJob,
+    Simulation,
+    SynchronousDriver,
+    Worker,
+)
+
+# ================================================================================================
+# Driver fixtures (tests/test_driver_contract.py, tests/test_property.py)
+#
+# One contract suite runs against every driver through the parametrized `driver_case` fixture
+# (Dramatiq's `@pytest.fixture(params=[...])`). A driver joins the suite by adding one
+# `DriverCase` to `DRIVER_CASES`: a name, a `build(config, clock, registry, tmp_path)` function and
+# its capabilities. A driver that needs a service (Redis) calls `pytest.skip(...)` from `build`
+# when the service is missing on a laptop, and raises in CI.
+#
+# Capabilities (tests branch or skip on them explicitly, never silently):
+#   runs_inline - jobs run inside dispatch (the sync driver): there is no queue for `reserve` or a
+#                 worker to take from, and no lease to expire.
+# ================================================================================================
+
+T = TypeVar("T")
+
+
+class RowDriver(BaseQueueDriver):
+    """A minimal third-party-style driver, written from the docstrings of `drivers/base.py` only.
+
+    It stores each job as a JSON-ready row (`JobRecord.to_dict()`) and hands out fresh copies, as
+    a database driver does. Running the contract suite against it checks that the suite is usable
+    by other drivers and that the base class never relies on getting its own record objects back.
+    O(n) everywhere: clarity over speed.
+    """
+
+    driver_type = "rows"
+    serializes_jobs = True
+
+    def __init__(
+        self,
+        config: DriverConfig | None = None,
+        *,
+        clock: Clock | None = None,
+        registry: JobRegistry | None = None,
+    ) -> None:
+        super().__init__(config, clock=clock, registry=registry)
+        self.rows: dict[str, dict[str, Any]] = {}  # dead rows are kept in the order they died
+        self._last_seq = 0
+
+    def _next_seq(self) -> int:
+        self._last_seq += 1
+        return self._last_seq
+
+    def _rows(self, status: JobStatus) -> list[dict[str, Any]]:
+        return [row for row in self.rows.values() if row["status"] == status.value]
+
+    async def push_records(self, records: Sequence[JobRecord]) -> None:
+        for record in records:
+            record.seq = self._next_seq()
+            record.status = JobStatus.PENDING
+            self.rows[record.id] = record.to_dict()
+
+    async def reserve_record(
+        self, queues: Sequence[str] | None, now: float, worker: str | None
+    ) -> JobRecord | None:
+        ready = [row for row in self._rows(JobStatus.PENDING) if row["available_at"] <= now]
+        order: Callable[[dict[str, Any]], tuple[float, int]] = lambda row: (row["available_at"], row["seq"])  # noqa: E731
+        chosen = None
+        if queues is None:
+            chosen = min(ready, key=order, default=None)
+        else:
+            for queue in queues:
+                chosen = min((row for row in ready if row["queue"] == queue), key=order, default=None)
+                if chosen is not None:
+                    break
+        if chosen is None:
+            return None
+        chosen["status"] = JobStatus.RESERVED.value
+        chosen["attempts"] += 1
+        chosen["reserved_by"] = worker
+        chosen["reserved_until"] = now + self.lease_seconds + (chosen["timeout"] or 0.0)
+        return JobRecord.from_dict(chosen)
+
+    async def ack_record(self, record: JobRecord) -> None:
+        self.rows.pop(record.id, None)
+
+    async def release_record(self, record: JobRecord) -> None:
+        row = record.to_dict()
+        row.update(
+            status=JobStatus.PENDING.value, reserved_until=None, reserved_by=None, seq=self._next_seq()
+        )
+        self.rows[record.id] = row
+
+    async def bury_record(self, record: JobRecord) -> None:
+        row = record.to_dict()
+        row.update(status=JobStatus.DEAD.value, reserved_until=None)
+        self.rows.pop(record.id, None)
+        self.rows[record.id] = row
+
+    async def reclaim_expired(self, now: float) -> list[JobRecord]:
+        expired = [r for r in self._rows(JobStatus.RESERVED) if r["reserved_until"] <= now]
+        expired.sort(key=lambda row: (row["reserved_until"], row["seq"]))
+        reclaimed = []
+        for row in expired:
+            row.update(reserved_until=None, reserved_by=None)
+            if row["attempts"] >= row["max_retries"] + 1:
+                row.update(
+                    status=JobStatus.DEAD.value,
+                    last_error="LeaseExpired: its worker stopped during the last attempt",
+                    error_type="LeaseExpired",
+                    failed_at=now,
+                )
+                self.rows[row["id"]] = self.rows.pop(row["id"])
+            else:
+                row.update(status=JobStatus.PENDING.value, available_at=now, seq=self._next_seq())
+            reclaimed.append(JobRecord.from_dict(row))
+        return reclaimed
+
+    async def next_lease_expiry(self) -> float | None:
+        return min((row["reserved_until"] for row in self._rows(JobStatus.RESERVED)), default=None)
+
+    async def counts(self, now: float) -> QueueCounts:
+        pending = self._rows(JobStatus.PENDING)
+        ready = sum(1 for row in pending if row["available_at"] <= now)
+        return QueueCounts(ready, len(pending) - ready, len(self._rows(JobStatus.RESERVED)))
+
+    async def next_available_at(self, queues: Sequence[str] | None) -> float | None:
+        times = [
+            row["available_at"]
+            for row in self._rows(JobStatus.PENDING)
+            if queues is None or row["queue"] in queues
+        ]
+        return min(times, default=None)
+
+    async def clear_records(self) -> int:
+        doomed = [i for i, row in self.rows.items() if row["status"] != JobStatus.DEAD.value]
+        for job_id in doomed:
+            del self.rows[job_id]
+        return len(doomed)
+
+    async def dead_records(self, limit: int | None = None) -> list[JobRecord]:
+        dead = [JobRecord.from_dict(row) for row in self._rows(JobStatus.DEAD)]
+        return dead if limit is None else dead[:limit]
+
+    async def get_dead_record(self, job_id: str) -> JobRecord | None:
+        row = self.rows.get(job_id)
+        return None if row is None or row["status"] != JobStatus.DEAD.value else JobRecord.from_dict(row)
+
+    def _dead_ids(self, job_ids: Sequence[str] | None) -> list[str]:
+        dead = [row["id"] for row in self._rows(JobStatus.DEAD)]
+        return dead if job_ids is None else [i for i in dict.fromkeys(job_ids) if i in dead]
+
+    async def requeue_dead_records(self, job_ids: Sequence[str] | None, now: float) -> list[JobRecord]:
+        moved = []
+        for job_id in self._dead_ids(job_ids):
+            row = self.rows[job_id]
+            row.update(
+                status=JobStatus.PENDING.value,
+                attempts=0,
+                available_at=now,
+                failed_at=None,
+                seq=self._next_seq(),
+            )
+            moved.append(JobRecord.from_dict(row))
+        return moved
+
+    async def purge_dead_records(self, job_ids: Sequence[str] | None) -> list[JobRecord]:
+        return [JobRecord.from_dict(self.rows.pop(job_id)) for job_id in self._dead_ids(job_ids)]
+
+
+DriverBuilder = Callable[[DriverConfig, Clock, JobRegistry, Path], BaseQueueDriver]
+
+
+@dataclass(frozen=True)
+class DriverCase:
+    """One driver under the contract suite, with its capabilities."""
+
+    name: str
+    build: DriverBuilder
+    runs_inline: bool = False
+
+    def __str__(self) -> str:
+        return self.name
+
+
+DRIVER_CASES = [
+    DriverCase(
+        "memory", lambda config, clock, registry, _: InMemoryDriver(config, clock=clock, registry=registry)
+    ),
+    DriverCase(
+        "sync",
+        lambda config, clock, registry, _: SynchronousDriver(config, clock=clock, registry=registry),
+        runs_inline=True,
+    ),
+    DriverCase("rows", lambda config, clock, registry, _: RowDriver(config, clock=clock, registry=registry)),
+]
+
+
+class QueueHarness:
+    """One driver on its own simulation, with an event log and helpers that keep tests short.
+
+    ``dispatch`` works the same for every driver: for inline drivers the push runs as a background
+    task (it returns only once the job has run), so the test keeps moving time with ``advance``.
+    """
+
+    def __init__(self, case: DriverCase, sim: Simulation, driver: BaseQueueDriver, registry: JobRegistry):
+        self.case = case
+        self.sim = sim
+        self.driver = driver
+        self.registry = registry
+        self.log = EventLog()
+        driver.subscribe(self.log)
+        self.t0 = sim.time()
+        self.workers: list[Worker] = []
+
+    @property
+    def runs_inline(self) -> bool:
+        return self.case.runs_inline
+
+    # -- time ----------------------------------------------------------------------------------
+    @property
+    def now(self) -> float:
+        return self.sim.time()
+
+    @property
+    def elapsed(self) -> float:
+        """Virtual seconds since the harness was made."""
+        return self.sim.time() - self.t0
+
+    def advance(self, seconds: float) -> None:
+        self.sim.advance(seconds=seconds)
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        return self.sim.run(coro)
+
+    # -- the public API ---------------------------------------------------------------------------
+    def register(self, cls: type[QueueJob]) -> None:
+        if not self.registry.is_registered(cls):
+            self.registry.register(cls)
+
+    def dispatch(
+        self,
+        job: QueueJob,
+        delay: timedelta | float | None = None,
+        *,
+        at: datetime | None = None,
+        queue: str | None = None,
+    ) -> str:
+        return self.dispatch_many([job], delay, at=at, queue=queue)[0]
+
+    def dispatch_many(
+        self,
+        jobs: Sequence[QueueJob],
+        delay: timedelta | float | None = None,
+        *,
+        at: datetime | None = None,
+        queue: str | None = None,
+    ) -> list[str]:
+        for job in jobs:
+            self.register(type(job))
+        if not self.runs_inline:
+            return self.run(self.driver.push_many(jobs, delay, at=at, queue=queue))
+        seen = len(self.log)
+        self.sim.spawn(self.driver.push_many(jobs, delay, at=at, queue=queue))
+        self.advance(0)  # the push runs now, until it waits (a delay, a retry, a job's work)
+        return [e.job_id for e in self.log.events[seen:] if e.kind is EventKind.DISPATCHED]
+
+    def start_worker(
+        self, queues: Sequence[str] | None = None, *, name: str = "w1", concurrency: int = 1
+    ) -> Worker:
+        worker = Worker(self.driver, name=name, queues=queues, concurrency=concurrency)
+        worker.task = self.sim.spawn(worker.run(), name=name)
+        self.workers.append(worker)
+        return worker
+
+    def reserve(self, queues: Sequence[str] | None = None, worker: str = "w1") -> JobRecord | None:
+        """Reserve as a worker does (expired leases are reclaimed first)."""
+        return self.run(self.driver.reserve(queues, worker=worker))
+
+    def process(self, queues: Sequence[str] | None = None) -> bool:
+        return self.run(self.driver.process(queues))
+
+    def counts(self) -> QueueCounts:
+        return self.run(self.driver.counts(self.sim.time()))
+
+    def size(self) -> int:
+        return self.run(self.driver.size())
+
+    def stats(self) -> dict[str, Any]:
+        return self.run(self.driver.get_stats())
+
+    def dead(self) -> list[DeadLetter]:
+        return self.run(self.driver.dead_letters.list())
+
+    # -- observation ------------------------------------------------------------------------------
+    def events(self, job_id: str | None = None, *kinds: EventKind) -> list[QueueEvent]:
+        return [
+            e
+            for e in self.log.events
+            if (job_id is None or e.job_id == job_id) and (not kinds or e.kind in kinds)
+        ]
+
+    def timeline(self, job_id: str | None = None) -> list[tuple[float, EventKind, int]]:
+        """(elapsed seconds, kind, attempt) of each event of one job (or all jobs)."""
+        return [(e.time - self.t0, e.kind, e.attempt) for e in self.events(job_id)]
+
+    def starts(self) -> list[tuple[float, str]]:
+        """(elapsed seconds, job id) of every run, in the order they started."""
+        return [(e.time - self.t0, e.job_id) for e in self.events(None, EventKind.STARTED)]
+
+    def close(self) -> None:
+        if not self.sim._closed:
+            self.run(self.driver.dispose())
+            self.sim.close()
+
+
+@pytest.fixture(params=DRIVER_CASES, ids=str)
+def driver_case(request: pytest.FixtureRequest) -> DriverCase:
+    case: DriverCase = request.param
+    return case
+
+
+@pytest.fixture
+def make_queue(driver_case: DriverCase, tmp_path: Path) -> Iterator[Callable[..., QueueHarness]]:
+    """``make_queue(**DriverConfig fields)``: a fresh driver of the case on its own simulation."""
+    made: list[QueueHarness] = []
+
+    def make(**config: Any) -> QueueHarness:
+        sim = Simulation()
+        registry = JobRegistry()
+        name = config.pop("name", "contract")
+        driver = driver_case.build(DriverConfig(name=name, **config), sim.clock, registry, tmp_path)
+        harness = QueueHarness(driver_case, sim, driver, registry)
+        made.append(harness)
+        return harness
+
+    yield make
+    for harness in made:
+        harness.close()
+
+
+@pytest.fixture
+def queue(make_queue: Callable[..., QueueHarness]) -> QueueHarness:
+    """A driver of the case with the default config (lease_time 5 min, max_retries 3)."""
+    return make_queue()
+
+
+def needs_queue(harness: QueueHarness) -> None:
+    """Skip, saying why, for drivers that run jobs inside dispatch and so have no queue to take from."""
+    if harness.runs_inline:
+        pytest.skip(
+            f"{harness.case.name} runs jobs inside dispatch: nothing is queued for reserve or workers"
+        )
