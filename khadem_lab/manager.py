@@ -190,7 +190,9 @@ class QueueManager:
         self._workers.append(worker)
         if run_in_background:
             return await self.clock.run_coroutine(self._launch(worker))
-        await self.clock.run_coroutine(self._launch_and_wait(worker))
+        foreground = self._launch_and_wait(worker)
+        foreground.__qualname__ = "QueueManager.start_worker"  # type: ignore[attr-defined]  # named in stall errors
+        await self.clock.run_coroutine(foreground)
         return worker
 
     async def _launch(self, worker: Worker) -> Worker:

@@ -143,7 +143,8 @@ def test_a_failing_background_task_is_reported_after_the_advance(sim: Simulation
 
 def test_waiting_for_what_can_never_happen_is_a_clear_error(sim: Simulation) -> None:
     qm = QueueManager(clock=sim.clock)
-    with pytest.raises(SimulationStalled, match="run_in_background=True"):
+    stalled = r"^QueueManager\.start_worker waits .*run_in_background=True"
+    with pytest.raises(SimulationStalled, match=stalled):
         sim.run(qm.start_worker())  # no jobs, no max_jobs, no timeout: it would wait forever
 
 
