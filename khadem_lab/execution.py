@@ -104,7 +104,8 @@ async def execute(
             await report_error(hooks, exc)
             return await _fail_for_good(driver, record, exc, worker, hooks, job=None)
     set_attempt(job, record.attempts)
-    await call_hook(hooks, hooks.on_job_start, job)
+    if hooks.on_job_start is not None:  # checked here as well: no coroutine per job without a hook
+        await call_hook(hooks, hooks.on_job_start, job)
     started = clock.time()
     driver.emit(EventKind.STARTED, record, worker=worker, time=started)
     error: BaseException
@@ -128,7 +129,8 @@ async def execute(
         finished = clock.time()
         await driver.ack_record(record)
         driver.emit(EventKind.COMPLETED, record, worker=worker, duration=finished - started, time=finished)
-        await call_hook(hooks, hooks.on_job_complete, job, result)
+        if hooks.on_job_complete is not None:
+            await call_hook(hooks, hooks.on_job_complete, job, result)
         return Outcome.COMPLETED
 
     now = clock.time()
