@@ -62,8 +62,13 @@ def run(n: int, seed: int, c: int = 4, rho: float = 0.9, mu: float = 1.0) -> dic
     wall = time.perf_counter() - t0
     assert all(t.done() for t in tasks) and len(waits) == n
     loop.close()
-    return {"bench": "asyncio_floor", "n": n, "seed": seed, "wall_s": round(wall, 4),
-            "wq_sim": round(statistics.fmean(waits), 4)}
+    return {
+        "bench": "asyncio_floor",
+        "n": n,
+        "seed": seed,
+        "wall_s": round(wall, 4),
+        "wq_sim": round(statistics.fmean(waits), 4),
+    }
 
 
 def main() -> None:

@@ -21,9 +21,32 @@ import statistics
 from collections.abc import Sequence
 
 #: Two-sided 95 % Student t quantiles by degrees of freedom (1.96 beyond the table).
-T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262,
-        10: 2.228, 11: 2.201, 12: 2.179, 13: 2.160, 14: 2.145, 15: 2.131, 16: 2.120, 17: 2.110,
-        18: 2.101, 19: 2.093, 20: 2.086, 24: 2.064, 29: 2.045, 39: 2.023, 59: 2.001}
+T975 = {
+    1: 12.706,
+    2: 4.303,
+    3: 3.182,
+    4: 2.776,
+    5: 2.571,
+    6: 2.447,
+    7: 2.365,
+    8: 2.306,
+    9: 2.262,
+    10: 2.228,
+    11: 2.201,
+    12: 2.179,
+    13: 2.160,
+    14: 2.145,
+    15: 2.131,
+    16: 2.120,
+    17: 2.110,
+    18: 2.101,
+    19: 2.093,
+    20: 2.086,
+    24: 2.064,
+    29: 2.045,
+    39: 2.023,
+    59: 2.001,
+}
 
 
 def t975(dof: int) -> float:
@@ -72,5 +95,15 @@ def mean_ci95(means: Sequence[float]) -> tuple[float, float]:
 if __name__ == "__main__":
     c, mu = 4, 1.0
     lam = 0.9 * c * mu
-    print(json.dumps({"c": c, "lambda": lam, "mu": mu, "erlang_c": erlang_c(c, lam / mu),
-                      "wq": mmc_wq(lam, mu, c), "w": mmc_wq(lam, mu, c) + 1 / mu}))
+    print(
+        json.dumps(
+            {
+                "c": c,
+                "lambda": lam,
+                "mu": mu,
+                "erlang_c": erlang_c(c, lam / mu),
+                "wq": mmc_wq(lam, mu, c),
+                "w": mmc_wq(lam, mu, c) + 1 / mu,
+            }
+        )
+    )

@@ -167,8 +167,12 @@ def main() -> None:
     p.add_argument("--c", type=int, default=4, help="servers")
     p.add_argument("--rho", type=float, default=0.9, help="utilisation")
     p.add_argument("--mu", type=float, default=1.0, help="service rate")
-    p.add_argument("--mode", choices=("slots", "workers"), default="slots",
-                   help="slots: one worker with concurrency=c; workers: c workers")
+    p.add_argument(
+        "--mode",
+        choices=("slots", "workers"),
+        default="slots",
+        help="slots: one worker with concurrency=c; workers: c workers",
+    )
     a = p.parse_args()
     print(json.dumps(run(a.n, a.seed, a.c, a.rho, a.mu, a.mode)), flush=True)
 

@@ -76,6 +76,14 @@ def summary(values: list[float]) -> dict[str, float]:
     return {"median": statistics.median(values), "min": min(values), "max": max(values)}
 
 
+def row(label: str, stats: dict[str, float], form: Any, *, bold: bool = False) -> str:
+    """One markdown table row: label | median | min - max, each value formatted by ``form``
+    (a format string or a function)."""
+    show = form if callable(form) else form.format
+    median = f"**{show(stats['median'])}**" if bold else show(stats["median"])
+    return f"| {label} | {median} | {show(stats['min'])} - {show(stats['max'])} |"
+
+
 def fmt(x: float, digits: int = 3) -> str:
     if isinstance(x, float) and math.isnan(x):
         return "n/a"
@@ -147,18 +155,24 @@ def brief(rec: dict[str, Any]) -> str:
     if rec["bench"] == "asyncio_floor":
         return f"seed {rec['seed']} n {rec['n']:,}  wall {rec['wall_s']:.3f} s"
     if rec["bench"] == "khadem_memory":
-        return (f"dispatch {rec['dispatch_rps']:,.0f}/s  worker {rec['worker_rps']:,.0f}/s  "
-                f"dispatch+worker {rec['dispatch_plus_worker_rps']:,.0f}/s")
-    return (f"seed {rec['seed']} n {rec['n']:,}  wall {rec['wall_s']:.3f} s  "
-            f"Wq {rec['wq_bm']:.3f} ± {rec['wq_bm_ci95']:.3f}")
+        return (
+            f"dispatch {rec['dispatch_rps']:,.0f}/s  worker {rec['worker_rps']:,.0f}/s  "
+            f"dispatch+worker {rec['dispatch_plus_worker_rps']:,.0f}/s"
+        )
+    return (
+        f"seed {rec['seed']} n {rec['n']:,}  wall {rec['wall_s']:.3f} s  "
+        f"Wq {rec['wq_bm']:.3f} ± {rec['wq_bm_ci95']:.3f}"
+    )
 
 
 def git_head() -> str | None:
     try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                             cwd=ROOT)
-        dirty = subprocess.run(["git", "status", "--porcelain", "khadem_lab"], capture_output=True,
-                               text=True, cwd=ROOT).stdout.strip()
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
+        )
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "khadem_lab"], capture_output=True, text=True, cwd=ROOT
+        ).stdout.strip()
         return out.stdout.strip() + ("+dirty" if dirty else "")
     except OSError:
         return None
@@ -197,25 +211,36 @@ def analyse(raw: list[dict[str, Any]], a: argparse.Namespace, entries: list[str]
     if floor:
         mmc["floor_wall_s"] = summary([r["wall_s"] for r in floor.values()])
         mmc["ratio_ours_over_floor"] = summary(
-            [r["wall_s"] / floor[r["round"]]["wall_s"] for r in ours if r["round"] in floor])
+            [r["wall_s"] / floor[r["round"]]["wall_s"] for r in ours if r["round"] in floor]
+        )
         if peer:
             mmc["ratio_floor_over_simpy"] = summary(
-                [floor[r["round"]]["wall_s"] / r["wall_s"] for r in peer if r["round"] in floor])
+                [floor[r["round"]]["wall_s"] / r["wall_s"] for r in peer if r["round"] in floor]
+            )
     # Wq: each 100k seed with its batch-means interval; the mean over seeds with a t interval;
     # the long runs; and all customers together (estimates weighted by customers, variances added).
     runs = [r for r in raw if r["entry"] == "mmc"]
     seed_means = [r["wq_bm"] for r in ours]
     m, h = mean_ci95(seed_means)
-    mmc["rounds_mean_of_seeds"] = {"wq": m, "ci95": h, "seeds": [r["seed"] for r in ours],
-                                   "erlang_in_ci": abs(m - WQ_ERLANG) <= h}
+    mmc["rounds_mean_of_seeds"] = {
+        "wq": m,
+        "ci95": h,
+        "seeds": [r["seed"] for r in ours],
+        "erlang_in_ci": abs(m - WQ_ERLANG) <= h,
+    }
     weights = [r["n"] for r in runs]
     total = sum(weights)
     pooled = sum(w * r["wq_bm"] for w, r in zip(weights, runs, strict=True)) / total
-    se = math.sqrt(sum((w / total * r["wq_bm_ci95"] / 2.093) ** 2
-                       for w, r in zip(weights, runs, strict=True)))
-    mmc["pooled_all_runs"] = {"wq": pooled, "ci95": 1.96 * se, "customers": total,
-                              "erlang_in_ci": abs(pooled - WQ_ERLANG) <= 1.96 * se,
-                              "rel_err": pooled / WQ_ERLANG - 1}
+    se = math.sqrt(
+        sum((w / total * r["wq_bm_ci95"] / 2.093) ** 2 for w, r in zip(weights, runs, strict=True))
+    )
+    mmc["pooled_all_runs"] = {
+        "wq": pooled,
+        "ci95": 1.96 * se,
+        "customers": total,
+        "erlang_in_ci": abs(pooled - WQ_ERLANG) <= 1.96 * se,
+        "rel_err": pooled / WQ_ERLANG - 1,
+    }
     mmc["runs_inside_ci"] = sum(bool(r["erlang_in_ci"]) for r in runs)
     mmc["runs"] = len(runs)
     out["mmc"] = mmc
@@ -243,8 +268,7 @@ def markdown(res: dict[str, Any]) -> str:
         "|---|---:|---:|",
     ]
     for key, label in MEMORY_FIGURES:
-        s = mem[key]
-        lines.append(f"| {label} | {s['median']:,.0f} | {s['min']:,.0f} - {s['max']:,.0f} |")
+        lines.append(row(label, mem[key], "{:,.0f}"))
     lines += [
         "",
         f"## M/M/c on virtual time (c = {C}, lambda = {LAMBDA:g}, mu = {MU:g}, rho = {RHO:g}; "
@@ -252,31 +276,36 @@ def markdown(res: dict[str, Any]) -> str:
         "",
         "| figure | median | min - max |",
         "|---|---:|---:|",
-        f"| khadem_lab wall time, s (`sim.run_until_idle()`) | {fmt(mmc['wall_s']['median'])} | "
-        f"{fmt(mmc['wall_s']['min'])} - {fmt(mmc['wall_s']['max'])} |",
-        f"| khadem_lab customer events/s (2N / wall) | {mmc['customer_events_per_s']['median']:,.0f} | "
-        f"{mmc['customer_events_per_s']['min']:,.0f} - {mmc['customer_events_per_s']['max']:,.0f} |",
+        row("khadem_lab wall time, s (`sim.run_until_idle()`)", mmc["wall_s"], fmt),
+        row("khadem_lab customer events/s (2N / wall)", mmc["customer_events_per_s"], "{:,.0f}"),
     ]
     if "simpy_wall_s" in mmc:
-        s, q = mmc["simpy_wall_s"], mmc["ratio_ours_over_simpy"]
-        lines += [
-            f"| SimPy wall time, s (`env.run()`), same seeds | {fmt(s['median'])} | "
-            f"{fmt(s['min'])} - {fmt(s['max'])} |",
-            f"| **ours / SimPy wall time** (per-round ratio) | **{q['median']:.2f}** | "
-            f"{q['min']:.2f} - {q['max']:.2f} |",
-        ]
+        lines.append(row("SimPy wall time, s (`env.run()`), same seeds", mmc["simpy_wall_s"], fmt))
+        lines.append(
+            row(
+                "**ours / SimPy wall time** (per-round ratio)",
+                mmc["ratio_ours_over_simpy"],
+                "{:.2f}",
+                bold=True,
+            )
+        )
     if "floor_wall_s" in mmc:
-        f, q = mmc["floor_wall_s"], mmc["ratio_ours_over_floor"]
-        lines += [
-            f"| bare asyncio on the same VirtualTimeLoop (bench/asyncio_floor.py), s | {fmt(f['median'])} | "
-            f"{fmt(f['min'])} - {fmt(f['max'])} |",
-            f"| ours / bare asyncio (what the queue adds) | {q['median']:.2f} | "
-            f"{q['min']:.2f} - {q['max']:.2f} |",
-        ]
+        lines.append(
+            row(
+                "bare asyncio on the same VirtualTimeLoop (bench/asyncio_floor.py), s",
+                mmc["floor_wall_s"],
+                fmt,
+            )
+        )
+        lines.append(row("ours / bare asyncio (what the queue adds)", mmc["ratio_ours_over_floor"], "{:.2f}"))
         if "ratio_floor_over_simpy" in mmc:
-            q = mmc["ratio_floor_over_simpy"]
-            lines.append(f"| bare asyncio / SimPy (what asyncio itself costs) | {q['median']:.2f} | "
-                         f"{q['min']:.2f} - {q['max']:.2f} |")
+            lines.append(
+                row(
+                    "bare asyncio / SimPy (what asyncio itself costs)",
+                    mmc["ratio_floor_over_simpy"],
+                    "{:.2f}",
+                )
+            )
     lines += [
         "",
         f"Mean wait in queue Wq vs Erlang C = **{WQ_ERLANG:.4f}** (batch means: 10 % warm-up dropped, "

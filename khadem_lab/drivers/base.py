@@ -179,8 +179,9 @@ class BaseQueueDriver(abc.ABC):
         counts once); return them."""
 
     async def next_lease_expiry(self) -> float | None:
-        """Primitive. The earliest ``reserved_until`` of a RESERVED record; None if none is
-        reserved. An idle worker wakes then to bring the job of a vanished worker back."""
+        """Optional primitive. The earliest ``reserved_until`` of a RESERVED record; None if none
+        is reserved (or the driver cannot tell cheaply). An idle worker wakes then to bring the job
+        of a vanished worker back; drivers shared between processes also find it at their polls."""
         return None
 
     async def storage_info(self) -> dict[str, Any]:

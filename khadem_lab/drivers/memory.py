@@ -68,18 +68,23 @@ class InMemoryDriver(BaseQueueDriver):
         if chosen is None:
             return None
         record = heapq.heappop(chosen)[2]
-        record.status = JobStatus.RESERVED
-        record.attempts += 1
-        record.reserved_by = worker
-        until = now + self._lease_seconds + (record.timeout or 0.0)
-        record.reserved_until = until
-        self._reserved[record.id] = record
+        until = self._mark_reserved(record, now, worker)
         leases = self._leases
         heapq.heappush(leases, (until, record.seq, record.id))
         if len(leases) > 64 + 2 * len(self._reserved):  # drop entries of finished jobs
             self._leases = [(r.reserved_until, r.seq, r.id) for r in self._reserved.values()]  # type: ignore[misc]
             heapq.heapify(self._leases)
         return record
+
+    def _mark_reserved(self, record: JobRecord, now: float, worker: str | None) -> float:
+        """Make ``record`` RESERVED by ``worker`` under a lease from ``now``; return the lease end."""
+        record.status = JobStatus.RESERVED
+        record.attempts += 1
+        record.reserved_by = worker
+        until = now + self._lease_seconds + (record.timeout or 0.0)
+        record.reserved_until = until
+        self._reserved[record.id] = record
+        return until
 
     async def ack_record(self, record: JobRecord) -> None:
         if self._reserved.pop(record.id, None) is not None:

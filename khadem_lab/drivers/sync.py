@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from ..events import EventKind
 from ..execution import Outcome, execute
-from ..records import JobRecord, JobStatus, QueueCounts
+from ..records import JobRecord, QueueCounts
 from .memory import InMemoryDriver
 
 
@@ -37,11 +37,7 @@ class SynchronousDriver(InMemoryDriver):
                 now = clock.time()
             if self._inline.pop(record.id, None) is None:
                 return  # cleared while it waited: it never runs
-            record.status = JobStatus.RESERVED
-            record.attempts += 1
-            record.reserved_by = "sync"
-            record.reserved_until = now + self.lease_seconds + (record.timeout or 0.0)
-            self._reserved[record.id] = record
+            self._mark_reserved(record, now, "sync")
             self.emit(EventKind.RESERVED, record, worker="sync", time=now)
             if await execute(self, record, worker="sync") is not Outcome.RETRY:
                 return
