@@ -89,7 +89,7 @@ def run(
             started[event.job_id] = event.time
             start_order.append(event.job_id)
 
-    qm.subscribe(collect)
+    qm.subscribe(collect, kinds=(EventKind.DISPATCHED, EventKind.STARTED))
     rng = random.Random(seed)
     expo = rng.expovariate
     sleep = asyncio.sleep

@@ -67,8 +67,9 @@ class Clock(Protocol):
     def next_seq(self) -> int:
         """A strictly increasing number that breaks ties between things stamped at one instant."""
 
-    async def run_coroutine(self, coro: Coroutine[Any, Any, T]) -> T:
-        """Await ``coro`` on the event loop this clock's time lives on, from whatever loop calls."""
+    def run_coroutine(self, coro: Coroutine[Any, Any, T]) -> Awaitable[T]:
+        """An awaitable that runs ``coro`` on the event loop this clock's time lives on, from
+        whatever loop awaits it (``coro`` itself when that is the running loop)."""
 
 
 class SystemClock:
@@ -93,8 +94,8 @@ class SystemClock:
     def next_seq(self) -> int:
         return next(self._seq)
 
-    async def run_coroutine(self, coro: Coroutine[Any, Any, T]) -> T:
-        return await coro
+    def run_coroutine(self, coro: Coroutine[Any, Any, T]) -> Awaitable[T]:
+        return coro
 
     def __repr__(self) -> str:
         return "SystemClock()"
@@ -130,7 +131,15 @@ class VirtualClock:
     def next_seq(self) -> int:
         return next(self._seq)
 
-    async def run_coroutine(self, coro: Coroutine[Any, Any, T]) -> T:
+    def run_coroutine(self, coro: Coroutine[Any, Any, T]) -> Awaitable[T]:
+        try:
+            if asyncio.get_running_loop() is self._loop:
+                return coro
+        except RuntimeError:  # called outside any loop: decide where it runs when it is awaited
+            pass
+        return self._enter(coro)
+
+    async def _enter(self, coro: Coroutine[Any, Any, T]) -> T:
         if asyncio.get_running_loop() is self._loop:
             return await coro
         return await self._sim.run_async(coro)

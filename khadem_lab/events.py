@@ -7,7 +7,7 @@ special-cased: a subscriber is any callable taking a :class:`QueueEvent`.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from enum import StrEnum
 from typing import Any, NamedTuple
 
@@ -65,30 +65,68 @@ Subscriber = Callable[[QueueEvent], object]
 
 
 class EventBus:
-    """Fan-out of events to subscribers, in subscription order."""
+    """Fan-out of events to subscribers, in subscription order.
+
+    A subscriber may ask for some kinds only; an event of a kind nobody asked for is not even
+    built (see :attr:`by_kind`). A bus can also forward to other buses (a manager's bus receives
+    its drivers' events): their subscribers are called directly, after the bus's own.
+    """
 
     def __init__(self) -> None:
-        self._subscribers: list[Subscriber] = []
+        self._own: list[tuple[Subscriber, frozenset[EventKind]]] = []
+        self._targets: list[EventBus] = []
+        self._sources: list[EventBus] = []
+        #: For each kind, the subscribers that receive it, in order. Read-only for emitters.
+        self.by_kind: dict[EventKind, tuple[Subscriber, ...]] = {kind: () for kind in EventKind}
 
-    def subscribe(self, subscriber: Subscriber) -> Callable[[], None]:
-        """Call ``subscriber(event)`` for every event from now on; returns an unsubscribe function."""
-        self._subscribers.append(subscriber)
+    def subscribe(
+        self, subscriber: Subscriber, kinds: Iterable[EventKind] | None = None
+    ) -> Callable[[], None]:
+        """Call ``subscriber(event)`` for every event (of ``kinds`` only, if given) from now on;
+        returns an unsubscribe function."""
+        entry = (subscriber, frozenset(EventKind) if kinds is None else frozenset(kinds))
+        self._own.append(entry)
+        self._changed()
 
         def unsubscribe() -> None:
-            if subscriber in self._subscribers:
-                self._subscribers.remove(subscriber)
+            if entry in self._own:
+                self._own.remove(entry)
+                self._changed()
 
         return unsubscribe
 
+    def forward_to(self, target: EventBus) -> None:
+        """Deliver this bus's events to ``target``'s subscribers too (after this bus's own)."""
+        self._targets.append(target)
+        target._sources.append(self)
+        self._changed()
+
+    def _changed(self) -> None:
+        entries = self._entries()
+        self.by_kind = {kind: tuple(s for s, kinds in entries if kind in kinds) for kind in EventKind}
+        for source in self._sources:
+            source._changed()
+
+    def _entries(self) -> list[tuple[Subscriber, frozenset[EventKind]]]:
+        found = list(self._own)
+        for target in self._targets:
+            found.extend(target._entries())
+        return found
+
     def emit(self, event: QueueEvent) -> None:
-        for subscriber in self._subscribers:
-            try:
-                subscriber(event)
-            except Exception:  # a broken subscriber must not break the queue; it is logged
-                log.exception("event subscriber %r failed on %s", subscriber, event.kind)
+        deliver(self.by_kind[event.kind], event)
 
     def __bool__(self) -> bool:
-        return bool(self._subscribers)
+        return any(self.by_kind.values())
+
+
+def deliver(subscribers: tuple[Subscriber, ...], event: QueueEvent) -> None:
+    """Call each subscriber with ``event``; a failing one is logged, never raised into the queue."""
+    for subscriber in subscribers:
+        try:
+            subscriber(event)
+        except Exception:
+            log.exception("event subscriber %r failed on %s", subscriber, event.kind)
 
 
 class EventLog:

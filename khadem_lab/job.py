@@ -19,7 +19,6 @@ anything else (the spec's ``SerializableJob``).
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 from datetime import timedelta
 from typing import Any
@@ -74,20 +73,30 @@ class QueueJob:
         return f"{type(self).__name__}({fields})"
 
 
+_CLASS_OVERRIDES: dict[tuple[type, str], bool] = {}
+
+
 def option_overridden(job: QueueJob, name: str) -> bool:
     """True if the job (its class below QueueJob, or the instance) sets option ``name``."""
-    if name in getattr(job, "__dict__", {}):
+    if name in getattr(job, "__dict__", ()):
         return True
-    for klass in type(job).__mro__:
-        if klass is QueueJob:
-            return False
-        if name in vars(klass):
-            return True
-    return False
+    key = (type(job), name)
+    found = _CLASS_OVERRIDES.get(key)
+    if found is None:
+        found = False
+        for klass in type(job).__mro__:
+            if klass is QueueJob:
+                break
+            if name in vars(klass):
+                found = True
+                break
+        _CLASS_OVERRIDES[key] = found
+    return found
 
 
 def set_attempt(job: QueueJob, attempt: int) -> None:
     """Record the running attempt on the job (works for frozen dataclass jobs too)."""
-    # A slots class without the attribute simply cannot see its attempt number.
-    with contextlib.suppress(AttributeError):
+    try:
         object.__setattr__(job, "_attempt", attempt)
+    except AttributeError:  # a slots class without the attribute simply cannot see its attempt
+        return

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,7 @@ from .drivers.base import BaseQueueDriver
 from .drivers.factory import QueueFactory
 from .drivers.memory import InMemoryDriver
 from .errors import UnknownDriverError
-from .events import EventBus, QueueEvent
+from .events import EventBus, EventKind, QueueEvent
 from .execution import Hooks, OnError, OnJobComplete, OnJobError, OnJobStart
 from .job import QueueJob
 from .worker import Worker
@@ -82,7 +82,7 @@ class QueueManager:
         if old is not None and old is not driver:
             raise ValueError(f"a different driver is already registered as {name!r}")
         if old is None:
-            driver.events.subscribe(self.events.emit)
+            driver.events.forward_to(self.events)
         self._drivers[name] = driver
         if self._default is None:
             self._default = name
@@ -123,7 +123,7 @@ class QueueManager:
             raise UnknownDriverError(name, self._drivers) from None
 
     # -- jobs ---------------------------------------------------------------------------------------
-    async def dispatch(
+    def dispatch(
         self,
         job: QueueJob,
         delay: timedelta | float | None = None,
@@ -131,12 +131,15 @@ class QueueManager:
         at: datetime | None = None,
         queue: str | None = None,
         driver: str | None = None,
-    ) -> str:
+    ) -> Awaitable[str]:
         """Queue ``job``: now, after ``delay``, or at the absolute time ``at``; on ``queue``
-        (default: the job's) of ``driver`` (default: the default driver). Returns the job id."""
-        return await self.get_driver(driver).push(job, delay, at=at, queue=queue)
+        (default: the job's) of ``driver`` (default: the default driver). Await it for the job id.
 
-    async def dispatch_batch(
+        (Like every manager call, it is awaited: ``await qm.dispatch(job)``. It hands back the
+        driver's own coroutine rather than wrapping it in another, as this is the hot path.)"""
+        return self.get_driver(driver).push(job, delay, at=at, queue=queue)
+
+    def dispatch_batch(
         self,
         jobs: Iterable[QueueJob],
         delay: timedelta | float | None = None,
@@ -144,13 +147,15 @@ class QueueManager:
         at: datetime | None = None,
         queue: str | None = None,
         driver: str | None = None,
-    ) -> list[str]:
-        """Queue several jobs in one storage operation; each gets the same delay. Returns ids."""
-        return await self.get_driver(driver).push_many(list(jobs), delay, at=at, queue=queue)
+    ) -> Awaitable[list[str]]:
+        """Queue several jobs in one storage operation; each gets the same delay. Await it for
+        the ids."""
+        return self.get_driver(driver).push_many(list(jobs), delay, at=at, queue=queue)
 
-    async def process(self, *, queues: Sequence[str] | None = None, driver: str | None = None) -> bool:
-        """Run at most one available job (retries and dead-lettering included). True if one ran."""
-        return await self.get_driver(driver).process(queues)
+    def process(self, *, queues: Sequence[str] | None = None, driver: str | None = None) -> Awaitable[bool]:
+        """Run at most one available job (retries and dead-lettering included). Await it: True if
+        one ran."""
+        return self.get_driver(driver).process(queues)
 
     # -- workers ------------------------------------------------------------------------------------
     async def start_worker(
@@ -219,9 +224,12 @@ class QueueManager:
             await worker.stop(graceful=graceful)
 
     # -- observation ------------------------------------------------------------------------------
-    def subscribe(self, subscriber: Callable[[QueueEvent], object]) -> Callable[[], None]:
-        """Receive every lifecycle event of every driver; returns an unsubscribe function."""
-        return self.events.subscribe(subscriber)
+    def subscribe(
+        self, subscriber: Callable[[QueueEvent], object], kinds: Iterable[EventKind] | None = None
+    ) -> Callable[[], None]:
+        """Receive every lifecycle event of every driver (of ``kinds`` only, if given); returns an
+        unsubscribe function."""
+        return self.events.subscribe(subscriber, kinds)
 
     async def get_stats(self, driver: str | None = None) -> dict[str, Any]:
         return await self.get_driver(driver).get_stats()

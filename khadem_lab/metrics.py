@@ -7,7 +7,7 @@ from typing import Any
 
 from .events import EventKind, QueueEvent
 
-_RESERVED, _DISPATCHED = EventKind.RESERVED, EventKind.DISPATCHED
+_DISPATCHED = EventKind.DISPATCHED
 _STARTED, _COMPLETED = EventKind.STARTED, EventKind.COMPLETED
 
 
@@ -18,6 +18,9 @@ class QueueMetrics:
     ``jobs_failed`` counts jobs that failed for good (dead-lettered or discarded);
     ``attempts_failed`` counts every failed attempt, retried or not.
     """
+
+    #: The kinds of event the counters use (what a driver subscribes it to).
+    KINDS = frozenset(EventKind) - {EventKind.RESERVED, EventKind.REQUEUED, EventKind.PURGED}
 
     def __init__(self) -> None:
         self.reset()
@@ -39,9 +42,7 @@ class QueueMetrics:
 
     def __call__(self, event: QueueEvent) -> None:
         kind = event.kind
-        if kind is _RESERVED:  # the hot kinds first, from module constants (no enum lookups)
-            return
-        if kind is _DISPATCHED:
+        if kind is _DISPATCHED:  # the hot kinds first, from module constants (no enum lookups)
             self.jobs_queued += 1
             self.jobs_by_type[event.job_type] += 1
         elif kind is _STARTED:

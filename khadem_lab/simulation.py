@@ -20,7 +20,7 @@ import math
 import random
 import sys
 import threading
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
@@ -108,7 +108,7 @@ class Simulation:
         self._call(self.loop.run_until, horizon, jump_to_horizon=False)
         return self.now()
 
-    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+    def run(self, coro: Awaitable[T]) -> T:
         """Run ``coro`` on the virtual loop until it finishes, time moving as it needs; return its result."""
         self._check_callable_or_close(coro)
         task: asyncio.Task[T] = self._call(self._run_task, coro)
@@ -137,7 +137,7 @@ class Simulation:
         await self._call_async(self.loop.run_until, horizon, jump_to_horizon=False)
         return self.now()
 
-    async def run_async(self, coro: Coroutine[Any, Any, T]) -> T:
+    async def run_async(self, coro: Awaitable[T]) -> T:
         self._check_callable_or_close(coro)
         task: asyncio.Task[T] = await self._call_async(self._run_task, coro)
         return task.result()
@@ -202,14 +202,15 @@ class Simulation:
                 "virtual loop); wait with `await asyncio.sleep(seconds)` there instead"
             )
 
-    def _check_callable_or_close(self, coro: Coroutine[Any, Any, Any]) -> None:
+    def _check_callable_or_close(self, coro: Awaitable[Any]) -> None:
         """Like :meth:`_check_callable`, but close ``coro`` when the call cannot be made: then
         ``await qm.dispatch(job)`` after ``sim.close()`` raises only the clear error, without a
         "coroutine ... was never awaited" warning after it."""
         try:
             self._check_callable()
         except SimulationError:
-            coro.close()
+            if isinstance(coro, Coroutine):
+                coro.close()
             raise
 
     def _pool_call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -243,8 +244,8 @@ class Simulation:
             raise BackgroundTaskError(errors) from errors[0]
         return result
 
-    def _run_task(self, coro: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
-        task = self.loop.create_task(coro)
+    def _run_task(self, coro: Awaitable[T]) -> asyncio.Task[T]:
+        task = self.loop.create_task(_as_coroutine(coro))
         if not self.loop.run_task(task):
             task.cancel()
             self.loop.run_task(task)
@@ -284,3 +285,13 @@ def _duration(
     if total < 0 or math.isnan(total):
         raise ValueError(f"cannot advance by a negative or undefined duration ({total!r} s)")
     return total
+
+
+def _as_coroutine(awaitable: Awaitable[T]) -> Coroutine[Any, Any, T]:
+    if isinstance(awaitable, Coroutine):
+        return awaitable
+
+    async def wait() -> T:
+        return await awaitable
+
+    return wait()

@@ -185,3 +185,12 @@ def test_a_job_that_sleeps_past_its_timeout_is_cancelled(sim: Simulation, qm: Qu
     dead = sim.run(qm.driver.dead_letters.list())
     assert sim.elapsed == timedelta(seconds=5)
     assert dead[0].error_type == "JobTimeoutError" and "timeout of 5 s" in (dead[0].error or "")
+
+
+def test_an_idle_simulation_is_idle_once_the_last_job_is_done(sim: Simulation, qm: QueueManager) -> None:
+    """A spare slot waiting beside a running job watches its lease, but once nothing is reserved
+    nothing is left to wait for: run_until_idle stops at the last completion, not at a lease end."""
+    sim.run(qm.dispatch(Recorded("only", work=1)))
+    sim.run(qm.start_worker(run_in_background=True, concurrency=2))  # slot 2 waits beside it
+    assert sim.run_until_idle() == sim.start + timedelta(seconds=1)
+    assert Recorded.runs == [(1.0, "only", 1)]

@@ -17,14 +17,14 @@ import contextlib
 import functools
 import itertools
 from collections import deque
-from collections.abc import Callable, Coroutine, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, ParamSpec, TypeVar
 
 from ..clock import Clock, SystemClock, to_seconds, to_timestamp
 from ..config import DriverConfig
 from ..errors import KhademLabError, UnregisteredJobError
-from ..events import EventBus, EventKind, QueueEvent
+from ..events import EventBus, EventKind, QueueEvent, deliver
 from ..job import QueueJob, option_overridden
 from ..metrics import QueueMetrics
 from ..records import JobRecord, JobStatus, QueueCounts
@@ -37,13 +37,14 @@ R = TypeVar("R")
 
 def on_clock_loop(
     method: Callable[..., Coroutine[Any, Any, R]],
-) -> Callable[..., Coroutine[Any, Any, R]]:
+) -> Callable[..., Awaitable[R]]:
     """Run a public driver method on the loop its clock lives on (the simulation's, under virtual
-    time), whichever loop awaits it: a notebook cell, a test, a script."""
+    time), whichever loop awaits it: a notebook cell, a test, a script. On that loop already, the
+    call is the method's own coroutine (no extra layer on the hot path)."""
 
     @functools.wraps(method)
-    async def wrapper(self: BaseQueueDriver, *args: Any, **kwargs: Any) -> R:
-        return await self.clock.run_coroutine(method(self, *args, **kwargs))
+    def wrapper(self: BaseQueueDriver, *args: Any, **kwargs: Any) -> Awaitable[R]:
+        return self.clock.run_coroutine(method(self, *args, **kwargs))
 
     return wrapper
 
@@ -93,9 +94,10 @@ class BaseQueueDriver(abc.ABC):
         self.metrics: QueueMetrics | None = None
         if self.config.track_metrics or metrics is not None:
             self.metrics = metrics or QueueMetrics()
-            self.events.subscribe(self.metrics)
+            self.events.subscribe(self.metrics, QueueMetrics.KINDS)
         self.dead_letters = DeadLetterQueue(self)
         self._waiters: deque[_Waiter] = deque()
+        self._lease_watch: tuple[float, asyncio.Handle, asyncio.AbstractEventLoop] | None = None
         self._ids = itertools.count(1)
         self._lease_seconds = to_seconds(self.config.lease_time)
 
@@ -303,9 +305,12 @@ class BaseQueueDriver(abc.ABC):
             _wake(waiter.future)
         await self.close()
 
-    def subscribe(self, subscriber: Callable[[QueueEvent], object]) -> Callable[[], None]:
-        """Receive every lifecycle event of this driver; returns an unsubscribe function."""
-        return self.events.subscribe(subscriber)
+    def subscribe(
+        self, subscriber: Callable[[QueueEvent], object], kinds: Iterable[EventKind] | None = None
+    ) -> Callable[[], None]:
+        """Receive every lifecycle event of this driver (of ``kinds`` only, if given); returns an
+        unsubscribe function."""
+        return self.events.subscribe(subscriber, kinds)
 
     # ===================================================================== used by workers
     def make_record(self, job: QueueJob, available_at: float, queue: str | None = None) -> JobRecord:
@@ -367,7 +372,9 @@ class BaseQueueDriver(abc.ABC):
         wake_at = await self.next_available_at(queues)
         lease_end = await self.next_lease_expiry()
         if lease_end is not None:
-            wake_at = lease_end if wake_at is None else min(wake_at, lease_end)
+            if lease_end <= now:
+                return  # a lease has run out: the next reserve brings its job back
+            self._watch_leases(lease_end)
         if self.shared_between_processes:
             poll_at = now + to_seconds(self.config.poll_interval)
             wake_at = poll_at if wake_at is None else min(wake_at, poll_at)
@@ -388,6 +395,33 @@ class BaseQueueDriver(abc.ABC):
                 timer.cancel()
             with contextlib.suppress(ValueError):
                 self._waiters.remove(waiter)
+
+    def _watch_leases(self, lease_end: float) -> None:
+        """Wake an idle worker when the earliest lease ends (its worker may have vanished).
+
+        One timer per driver, not one per idle wait: it is moved only when a lease ends sooner
+        than the one it watches; a stale wake-up just makes a worker look and wait again."""
+        loop = asyncio.get_running_loop()
+        watch = self._lease_watch
+        if watch is not None and watch[2] is loop and not watch[1].cancelled() and watch[0] <= lease_end:
+            return
+        if watch is not None:
+            watch[1].cancel()
+        self._lease_watch = (lease_end, self.clock.call_at(lease_end, self._lease_watch_fired), loop)
+
+    def stop_lease_watch(self) -> None:
+        """For drivers: call when no job is reserved any more, so no lease needs watching (an idle
+        simulation then really is idle)."""
+        if self._lease_watch is not None:
+            self._lease_watch[1].cancel()
+            self._lease_watch = None
+
+    def _lease_watch_fired(self) -> None:
+        self._lease_watch = None
+        for waiter in self._waiters:
+            if not waiter.future.done():
+                waiter.future.set_result(None)
+                return
 
     def notify(self, queue: str, available_at: float) -> None:
         """A job of ``queue`` is due at ``available_at``: wake the first idle worker that would
@@ -413,26 +447,26 @@ class BaseQueueDriver(abc.ABC):
         duration: float | None = None,
         time: float | None = None,
     ) -> None:
-        """Publish one lifecycle event of ``record``."""
-        if not self.events:
+        """Publish one lifecycle event of ``record`` (built only if someone receives that kind)."""
+        subscribers = self.events.by_kind[kind]
+        if not subscribers:
             return
         clock = self.clock
-        self.events.emit(
-            QueueEvent(
-                clock.time() if time is None else time,
-                clock.next_seq(),
-                kind,
-                record.id,
-                record.type,
-                record.queue,
-                record.attempts,
-                self.config.name,
-                worker,
-                error,
-                available_at,
-                duration,
-            )
+        event = QueueEvent(
+            clock.time() if time is None else time,
+            clock.next_seq(),
+            kind,
+            record.id,
+            record.type,
+            record.queue,
+            record.attempts,
+            self.config.name,
+            worker,
+            error,
+            available_at,
+            duration,
         )
+        deliver(subscribers, event)
 
     async def _store(self, records: list[JobRecord]) -> None:
         await self.push_records(records)
@@ -440,7 +474,8 @@ class BaseQueueDriver(abc.ABC):
         for record in records:
             self.emit(EventKind.DISPATCHED, record, available_at=record.available_at, time=now)
             self.notify(record.queue, record.available_at)
-        await self.after_store(records)
+        if type(self).after_store is not BaseQueueDriver.after_store:
+            await self.after_store(records)
 
     async def after_store(self, records: list[JobRecord]) -> None:
         """Hook: runs after records were stored and announced (dispatch or requeue). No-op here."""

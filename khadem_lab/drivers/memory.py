@@ -86,20 +86,26 @@ class InMemoryDriver(BaseQueueDriver):
         self._reserved[record.id] = record
         return until
 
+    def _unreserve(self, record: JobRecord) -> JobRecord | None:
+        held = self._reserved.pop(record.id, None)
+        if not self._reserved:
+            self.stop_lease_watch()
+        return held
+
     async def ack_record(self, record: JobRecord) -> None:
-        if self._reserved.pop(record.id, None) is not None:
+        if self._unreserve(record) is not None:
             record.status = JobStatus.COMPLETED
             record.reserved_until = None
 
     async def release_record(self, record: JobRecord) -> None:
-        self._reserved.pop(record.id, None)
+        self._unreserve(record)
         record.status = JobStatus.PENDING
         record.reserved_until = None
         record.reserved_by = None
         await self.push_records([record])
 
     async def bury_record(self, record: JobRecord) -> None:
-        self._reserved.pop(record.id, None)
+        self._unreserve(record)
         record.status = JobStatus.DEAD
         record.reserved_until = None
         self._dead[record.id] = record
@@ -128,6 +134,8 @@ class InMemoryDriver(BaseQueueDriver):
                 record.available_at = now
                 await self.push_records([record])
             reclaimed.append(record)
+        if not self._reserved:
+            self.stop_lease_watch()
         return reclaimed
 
     async def next_lease_expiry(self) -> float | None:
@@ -154,6 +162,7 @@ class InMemoryDriver(BaseQueueDriver):
         self._heaps.clear()
         self._reserved.clear()
         self._leases.clear()
+        self.stop_lease_watch()
         return removed
 
     async def dead_records(self, limit: int | None = None) -> list[JobRecord]:
