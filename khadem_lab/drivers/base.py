@@ -88,7 +88,9 @@ class BaseQueueDriver(abc.ABC):
         from ..dlq import DeadLetterQueue
 
         self.config = config or DriverConfig(name=self.driver_type)
-        self._clock = clock
+        #: The clock every primitive gets "now" from (the manager's, once registered).
+        self.clock: Clock = clock if clock is not None else SystemClock()
+        self._clock_given = clock is not None
         self.registry = registry or default_registry
         self.events = EventBus()
         self.metrics: QueueMetrics | None = None
@@ -205,22 +207,17 @@ class BaseQueueDriver(abc.ABC):
         return self.config.name
 
     @property
-    def clock(self) -> Clock:
-        if self._clock is None:
-            self._clock = SystemClock()
-        return self._clock
-
-    @property
     def lease_seconds(self) -> float:
         return self._lease_seconds
 
     def bind_clock(self, clock: Clock) -> None:
         """Give the driver the manager's clock (a driver built without one takes it)."""
-        if self._clock is None:
-            self._clock = clock
-        elif self._clock is not clock:
+        if not self._clock_given:
+            self.clock = clock
+            self._clock_given = True
+        elif self.clock is not clock:
             raise KhademLabError(
-                f"driver {self.name!r} already runs on {self._clock!r}, not on the manager's "
+                f"driver {self.name!r} already runs on {self.clock!r}, not on the manager's "
                 f"{clock!r}; build the driver without a clock or with the same one"
             )
 
