@@ -32,6 +32,7 @@ from ..registry import JobRegistry, default_registry
 from ..serialization import encode_payload
 
 P = ParamSpec("P")
+_new_event = tuple.__new__  # builds a QueueEvent without NamedTuple's Python-level __new__
 R = TypeVar("R")
 
 
@@ -99,6 +100,7 @@ class BaseQueueDriver(abc.ABC):
             self.events.subscribe(self.metrics, QueueMetrics.KINDS)
         self.dead_letters = DeadLetterQueue(self)
         self._waiters: deque[_Waiter] = deque()
+        self._has_after_store = type(self).after_store is not BaseQueueDriver.after_store
         self._lease_watch: tuple[float, asyncio.Handle, asyncio.AbstractEventLoop] | None = None
         self._ids = itertools.count(1)
         self._lease_seconds = to_seconds(self.config.lease_time)
@@ -187,6 +189,11 @@ class BaseQueueDriver(abc.ABC):
         is reserved (or the driver cannot tell cheaply). An idle worker wakes then to bring the job
         of a vanished worker back; drivers shared between processes also find it at their polls."""
         return None
+
+    def lease_may_have_ended(self, now: float) -> bool:
+        """Optional primitive, not awaited: False only if the driver knows for sure that no lease
+        ended by ``now``, so :meth:`reserve` can skip :meth:`reclaim_expired`. Default: True."""
+        return True
 
     async def storage_info(self) -> dict[str, Any]:
         """Optional primitive. Extra driver-specific keys for ``get_stats()``."""
@@ -345,7 +352,8 @@ class BaseQueueDriver(abc.ABC):
     async def reserve(self, queues: Sequence[str] | None, *, worker: str | None) -> JobRecord | None:
         """Take the next available job: first bring back jobs whose lease ran out."""
         now = self.clock.time()
-        for expired in await self.reclaim_expired(now):
+        expired_records = await self.reclaim_expired(now) if self.lease_may_have_ended(now) else ()
+        for expired in expired_records:
             self.emit(EventKind.LEASE_EXPIRED, expired, available_at=now, error=expired.last_error, time=now)
             if expired.status is JobStatus.DEAD:
                 self.emit(EventKind.DEAD_LETTERED, expired, error=expired.last_error, time=now)
@@ -449,19 +457,22 @@ class BaseQueueDriver(abc.ABC):
         if not subscribers:
             return
         clock = self.clock
-        event = QueueEvent(
-            clock.time() if time is None else time,
-            clock.next_seq(),
-            kind,
-            record.id,
-            record.type,
-            record.queue,
-            record.attempts,
-            self.config.name,
-            worker,
-            error,
-            available_at,
-            duration,
+        event = _new_event(
+            QueueEvent,
+            (
+                clock.time() if time is None else time,
+                clock.next_seq(),
+                kind,
+                record.id,
+                record.type,
+                record.queue,
+                record.attempts,
+                self.config.name,
+                worker,
+                error,
+                available_at,
+                duration,
+            ),
         )
         deliver(subscribers, event)
 
@@ -471,7 +482,7 @@ class BaseQueueDriver(abc.ABC):
         for record in records:
             self.emit(EventKind.DISPATCHED, record, available_at=record.available_at, time=now)
             self.notify(record.queue, record.available_at)
-        if type(self).after_store is not BaseQueueDriver.after_store:
+        if self._has_after_store:
             await self.after_store(records)
 
     async def after_store(self, records: list[JobRecord]) -> None:

@@ -110,6 +110,10 @@ class InMemoryDriver(BaseQueueDriver):
         record.reserved_until = None
         self._dead[record.id] = record
 
+    def lease_may_have_ended(self, now: float) -> bool:
+        leases = self._leases
+        return bool(leases) and leases[0][0] <= now
+
     async def reclaim_expired(self, now: float) -> list[JobRecord]:
         leases = self._leases
         if not leases or leases[0][0] > now:
