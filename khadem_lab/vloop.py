@@ -39,6 +39,7 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
         self._holds = 0
         self._real_select = self._selector.select  # type: ignore[attr-defined]
         self._selector.select = self._virtual_select  # type: ignore[attr-defined]
+        self._watched: dict[Any, Any] = self._selector._fd_to_key  # type: ignore[attr-defined]
         self.livelock_budget = livelock_budget
         self._spins = 0
         self.quiescent = False
@@ -79,11 +80,12 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
 
     # -- the hook -----------------------------------------------------------------------------
     def _virtual_select(self, timeout: float | None) -> list[Any]:
-        if timeout == 0 and not self._holds:
-            # Callbacks are ready and no real I/O is in flight: run them; real I/O is polled as
-            # soon as the ready queue drains (it cannot move virtual time, so it loses nothing).
-            events: list[Any] = []
-        else:
+        events: list[Any] = []
+        # Poll real I/O only when some could be pending: a hold is taken, or a file descriptor
+        # other than the loop's own wake-up pipe is watched. Otherwise there is nothing to poll.
+        # (With callbacks ready and nothing held, I/O waits for the ready queue to drain; it
+        # cannot move virtual time, so it loses nothing.)
+        if self._holds or (timeout != 0 and len(self._watched) > 1):
             events = self._real_select(0)
             if events:
                 return events

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -227,3 +228,19 @@ def test_wallclock_bridge_makes_datetime_now_virtual() -> None:
         sim.advance(minutes=2)
     assert seen == [at(90)]
     assert datetime.now(UTC).year >= 2026  # the bridge is off again outside the simulation
+
+
+def test_real_socket_data_reaches_a_task_on_the_virtual_loop(sim: Simulation) -> None:
+    got: list[tuple[bytes, float]] = []
+
+    async def reads_a_socket() -> None:
+        ours, theirs = socket.socketpair()
+        reader, writer = await asyncio.open_connection(sock=ours)
+        theirs.sendall(b"ping")
+        got.append((await reader.readexactly(4), elapsed(sim)))
+        writer.close()
+        theirs.close()
+
+    sim.spawn(reads_a_socket())
+    sim.advance(seconds=5)
+    assert got == [(b"ping", 0.0)]

@@ -194,3 +194,17 @@ def test_an_idle_simulation_is_idle_once_the_last_job_is_done(sim: Simulation, q
     sim.run(qm.start_worker(run_in_background=True, concurrency=2))  # slot 2 waits beside it
     assert sim.run_until_idle() == sim.start + timedelta(seconds=1)
     assert Recorded.runs == [(1.0, "only", 1)]
+
+
+def test_a_broken_event_subscriber_is_logged_and_the_queue_goes_on(
+    sim: Simulation, qm: QueueManager, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(event: Any) -> None:
+        raise RuntimeError("dashboard down")
+
+    qm.subscribe(broken, kinds=[EventKind.COMPLETED])
+    sim.run(qm.dispatch_batch([Recorded("a"), Recorded("b")]))
+    sim.run(qm.start_worker(max_jobs=2))
+    assert [name for _, name, _ in Recorded.runs] == ["a", "b"]
+    failures = [r for r in caplog.records if "event subscriber" in r.getMessage()]
+    assert len(failures) == 2 and "completed" in failures[0].getMessage()

@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import functools
 import itertools
+import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from datetime import datetime, timedelta
@@ -24,13 +25,14 @@ from typing import Any, ClassVar, ParamSpec, TypeVar
 from ..clock import Clock, SystemClock, to_seconds, to_timestamp
 from ..config import DriverConfig
 from ..errors import KhademLabError, UnregisteredJobError
-from ..events import EventBus, EventKind, QueueEvent, deliver
+from ..events import EventBus, EventKind, QueueEvent
 from ..job import QueueJob, option_overridden
 from ..metrics import QueueMetrics
 from ..records import JobRecord, JobStatus, QueueCounts
 from ..registry import JobRegistry, default_registry
 from ..serialization import encode_payload
 
+log = logging.getLogger(__name__)
 P = ParamSpec("P")
 _new_event = tuple.__new__  # builds a QueueEvent without NamedTuple's Python-level __new__
 R = TypeVar("R")
@@ -330,7 +332,7 @@ class BaseQueueDriver(abc.ABC):
             payload = encode_payload(job)
             live_job = None
         max_retries = job.max_retries if option_overridden(job, "max_retries") else self.config.max_retries
-        if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
+        if type(max_retries) is not int or max_retries < 0:
             raise KhademLabError(f"{type_name}.max_retries must be an integer >= 0, got {max_retries!r}")
         timeout = job.timeout if job.timeout is not None else self.config.default_job_timeout
         timeout_s = None if timeout is None else to_seconds(timeout)
@@ -360,7 +362,7 @@ class BaseQueueDriver(abc.ABC):
             else:
                 self.notify(expired.queue, now)
         record = await self.reserve_record(queues, now, worker)
-        if record is not None:
+        if record is not None and self.events.by_kind[EventKind.RESERVED]:
             self.emit(EventKind.RESERVED, record, worker=worker, time=now)
         return record
 
@@ -474,7 +476,11 @@ class BaseQueueDriver(abc.ABC):
                 duration,
             ),
         )
-        deliver(subscribers, event)
+        for subscriber in subscribers:  # `deliver`, inlined on the hot path
+            try:
+                subscriber(event)
+            except Exception:
+                log.exception("event subscriber %r failed on %s", subscriber, kind)
 
     async def _store(self, records: list[JobRecord]) -> None:
         await self.push_records(records)
