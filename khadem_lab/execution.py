@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from .backoff import delay_for
 from .errors import JobTimeoutError, PermanentFailure, SerializationError, UnregisteredJobError
 from .events import EventKind
-from .job import QueueJob, set_attempt
+from .job import QueueJob
 from .records import JobRecord, JobStatus
 from .serialization import decode_job
 
@@ -103,7 +103,13 @@ async def execute(
         except (UnregisteredJobError, SerializationError) as exc:
             await report_error(hooks, exc)
             return await _fail_for_good(driver, record, exc, worker, hooks, job=None)
-    set_attempt(job, record.attempts)
+    # The attempt number for `job.attempt` (object.__setattr__: frozen dataclass jobs too). A
+    # slots class without the attribute simply cannot see it. (try/except, not contextlib.suppress,
+    # on this hot path.)
+    try:  # noqa: SIM105
+        object.__setattr__(job, "_attempt", record.attempts)
+    except AttributeError:
+        pass
     if hooks.on_job_start is not None:  # checked here as well: no coroutine per job without a hook
         await call_hook(hooks, hooks.on_job_start, job)
     started = clock.time()

@@ -92,11 +92,3 @@ def option_overridden(job: QueueJob, name: str) -> bool:
                 break
         _CLASS_OVERRIDES[key] = found
     return found
-
-
-def set_attempt(job: QueueJob, attempt: int) -> None:
-    """Record the running attempt on the job (works for frozen dataclass jobs too)."""
-    try:
-        object.__setattr__(job, "_attempt", attempt)
-    except AttributeError:  # a slots class without the attribute simply cannot see its attempt
-        return

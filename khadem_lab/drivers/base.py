@@ -242,7 +242,8 @@ class BaseQueueDriver(abc.ABC):
     ) -> str:
         """Add ``job`` to the queue, due now, after ``delay``, or at the absolute time ``at``.
         Returns the job id."""
-        records = [self.make_record(job, self._due(delay, at), queue)]
+        due = self.clock.time() if delay is None and at is None else self._due(delay, at)
+        records = [self.make_record(job, due, queue)]
         await self._store(records)
         return records[0].id
 
