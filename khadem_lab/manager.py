@@ -98,7 +98,8 @@ class QueueManager:
                 self.register_driver("memory", InMemoryDriver(DriverConfig(name="memory")))
             assert self._default is not None
             name = self._default
-        return self._require(name)
+        driver = self._drivers.get(name)
+        return driver if driver is not None else self._require(name)
 
     @property
     def driver(self) -> BaseQueueDriver:

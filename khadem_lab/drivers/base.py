@@ -339,18 +339,19 @@ class BaseQueueDriver(abc.ABC):
         timeout_s = None if timeout is None else to_seconds(timeout)
         if timeout_s is not None and timeout_s <= 0:
             raise KhademLabError(f"{type_name}.timeout must be positive, got {timeout!r}")
-        return JobRecord(
-            id=self.new_job_id(),
-            type=type_name,
-            queue=queue or job.queue,
-            payload=payload,
-            display_name=job.display_name,
-            max_retries=max_retries,
-            timeout=timeout_s,
-            available_at=available_at,
-            created_at=self.clock.time(),
-            job=live_job,
+        record = JobRecord(  # positional: measurably cheaper than keywords, once per dispatch
+            self.new_job_id(),
+            type_name,
+            queue or job.queue,
+            payload,
+            job.display_name,
+            max_retries,
+            timeout_s,
+            available_at,
+            self.clock.time(),
         )
+        record.job = live_job
+        return record
 
     async def reserve(self, queues: Sequence[str] | None, *, worker: str | None) -> JobRecord | None:
         """Take the next available job: first bring back jobs whose lease ran out."""
