@@ -244,7 +244,10 @@ class BaseQueueDriver(abc.ABC):
         Returns the job id."""
         due = self.clock.time() if delay is None and at is None else self._due(delay, at)
         records = [self.make_record(job, due, queue)]
-        await self._store(records)
+        await self.push_records(records)
+        self._announce(records)
+        if self._has_after_store:
+            await self.after_store(records)
         return records[0].id
 
     @on_clock_loop
@@ -260,7 +263,10 @@ class BaseQueueDriver(abc.ABC):
         due = self._due(delay, at)
         records = [self.make_record(job, due, queue) for job in jobs]
         if records:
-            await self._store(records)
+            await self.push_records(records)
+            self._announce(records)
+            if self._has_after_store:
+                await self.after_store(records)
         return [r.id for r in records]
 
     @on_clock_loop
@@ -484,14 +490,13 @@ class BaseQueueDriver(abc.ABC):
             except Exception:
                 log.exception("event subscriber %r failed on %s", subscriber, kind)
 
-    async def _store(self, records: list[JobRecord]) -> None:
-        await self.push_records(records)
+    def _announce(self, records: list[JobRecord]) -> None:
+        """After ``push_records``: a DISPATCHED event per record, and wake an idle worker.
+        (Then, for drivers that have one, ``after_store``.)"""
         now = self.clock.time()
         for record in records:
             self.emit(EventKind.DISPATCHED, record, available_at=record.available_at, time=now)
             self.notify(record.queue, record.available_at)
-        if self._has_after_store:
-            await self.after_store(records)
 
     async def after_store(self, records: list[JobRecord]) -> None:
         """Hook: runs after records were stored and announced (dispatch or requeue). No-op here."""
