@@ -19,6 +19,7 @@ from .errors import (
     SerializationError,
     SimulationError,
     SimulationStalled,
+    StorageError,
     UnknownDriverError,
     UnregisteredJobError,
 )
@@ -68,6 +69,7 @@ __all__ = [
     "Simulation",
     "SimulationError",
     "SimulationStalled",
+    "StorageError",
     "SynchronousDriver",
     "SystemClock",
     "UnknownDriverError",

@@ -38,6 +38,11 @@ class UnknownDriverError(KhademLabError, KeyError):
         return str(self.args[0])
 
 
+class StorageError(KhademLabError):
+    """Raised when a driver's storage cannot be used: a corrupt or unreadable file or database, a
+    server that does not answer. The message names the file or server and what is wrong."""
+
+
 class UnregisteredJobError(KhademLabError, LookupError):
     """Raised when a stored job's type name is not in the job registry."""
 

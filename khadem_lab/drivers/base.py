@@ -112,7 +112,9 @@ class BaseQueueDriver(abc.ABC):
     async def push_records(self, records: Sequence[JobRecord]) -> None:
         """Primitive. Store new PENDING records (in the order given), each due at its
         ``available_at``. Assign each a ``seq`` that is larger than any assigned before, so jobs
-        due at the same instant are reserved in the order they were pushed."""
+        due at the same instant are reserved in the order they were pushed. A driver shared
+        between processes may also replace ``record.id`` (from :meth:`new_job_id`, unique in this
+        process only) with one its storage makes unique: ids are read after this returns."""
 
     @abc.abstractmethod
     async def reserve_record(
