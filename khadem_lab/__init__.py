@@ -8,7 +8,7 @@ from .backoff import Explicit, Exponential, ExponentialJitter, Fixed, RetryStrat
 from .clock import Clock, SystemClock, VirtualClock
 from .config import DriverConfig
 from .dlq import DeadLetter, DeadLetterQueue
-from .drivers import BaseQueueDriver, InMemoryDriver, QueueFactory, SynchronousDriver
+from .drivers import BaseQueueDriver, InMemoryDriver, QueueFactory, SQLiteDriver, SynchronousDriver
 from .errors import (
     BackgroundTaskError,
     ConfigError,
@@ -65,6 +65,7 @@ __all__ = [
     "QueueManager",
     "QueueMetrics",
     "RetryStrategy",
+    "SQLiteDriver",
     "SerializationError",
     "Simulation",
     "SimulationError",

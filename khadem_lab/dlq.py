@@ -33,7 +33,7 @@ class DeadLetter:
     error: str | None
     error_type: str | None
     failed_at: datetime | None
-    payload: dict[str, Any] | None
+    payload: dict[str, Any] | str | None
     job: Any = None
 
     @classmethod

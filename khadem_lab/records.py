@@ -38,7 +38,7 @@ class JobRecord:
     id: str
     type: str
     queue: str
-    payload: dict[str, Any] | None
+    payload: dict[str, Any] | str | None  # str: stored bytes that are not a JSON object (kept to report)
     display_name: str
     max_retries: int
     timeout: float | None

@@ -31,8 +31,14 @@ def encode_payload(job: QueueJob) -> dict[str, Any]:
     return payload
 
 
-def decode_job(type_name: str, payload: dict[str, Any] | None, registry: JobRegistry) -> QueueJob:
-    """Rebuild a stored job through the registry; a clear error if that cannot be done."""
+def decode_job(type_name: str, payload: dict[str, Any] | str | None, registry: JobRegistry) -> QueueJob:
+    """Rebuild a stored job through the registry; a clear error if that cannot be done.
+
+    ``payload`` is a str when storage held something that is not a JSON object (a damaged row or
+    line, kept as text by the driver so that the error can show it)."""
+    if isinstance(payload, str):
+        shown = payload if len(payload) <= 80 else payload[:77] + "..."
+        raise SerializationError(f"stored {type_name} job has a payload that is not a JSON object: {shown!r}")
     cls = registry.resolve(type_name)  # UnregisteredJobError names the fix
     try:
         return cls.from_json(dict(payload or {}))

@@ -25,6 +25,7 @@ from khadem_lab import (
     QueueEvent,
     QueueJob,
     Simulation,
+    SQLiteDriver,
     SynchronousDriver,
     Worker,
 )
@@ -215,6 +216,12 @@ DRIVER_CASES = [
         runs_inline=True,
     ),
     DriverCase("rows", lambda config, clock, registry, _: RowDriver(config, clock=clock, registry=registry)),
+    DriverCase(
+        "sqlite",
+        lambda config, clock, registry, tmp: SQLiteDriver(
+            config, path=tmp / "queue.sqlite3", clock=clock, registry=registry
+        ),
+    ),
 ]
 
 

@@ -3,6 +3,7 @@
 from .base import BaseQueueDriver
 from .factory import QueueFactory
 from .memory import InMemoryDriver
+from .sqlite import SQLiteDriver
 from .sync import SynchronousDriver
 
-__all__ = ["BaseQueueDriver", "InMemoryDriver", "QueueFactory", "SynchronousDriver"]
+__all__ = ["BaseQueueDriver", "InMemoryDriver", "QueueFactory", "SQLiteDriver", "SynchronousDriver"]

@@ -1,6 +1,6 @@
 """QueueFactory: maps a driver type name in a config to something that builds the driver.
 
-Built in: ``memory`` and ``sync``. A user-written driver is selected by config once registered::
+Built in: ``memory``, ``sync`` and ``sqlite``. A user-written driver is selected by config once registered::
 
     QueueFactory.register_driver("database", lambda config, options, clock: MyDriver(config, **options))
     QueueFactory.register_driver("database", MyDriver(...))   # or an instance, as in the spec
@@ -16,22 +16,31 @@ from ..config import DriverConfig
 from ..errors import ConfigError, UnknownDriverError
 from .base import BaseQueueDriver
 from .memory import InMemoryDriver
+from .sqlite import SQLiteDriver
 from .sync import SynchronousDriver
 
 DriverFactory = Callable[[DriverConfig, dict[str, Any], Clock], BaseQueueDriver]
 
 
-def _no_options(cls: type[BaseQueueDriver]) -> DriverFactory:
-    def build(config: DriverConfig, options: dict[str, Any], clock: Clock) -> BaseQueueDriver:
-        if options:
-            key = sorted(options)[0]
+COMMON_OPTIONS = "track_metrics, use_dlq, max_retries, timeout, lease_time, poll_interval"
+
+
+def driver_factory(cls: type[BaseQueueDriver], **options: str) -> DriverFactory:
+    """A factory for ``cls`` whose config options (keys) map to constructor arguments (values).
+    Any other option is refused with the list of what the driver type takes."""
+
+    def build(config: DriverConfig, given: dict[str, Any], clock: Clock) -> BaseQueueDriver:
+        unknown = sorted(set(given) - set(options))
+        if unknown:
+            own = ", ".join(options)
             raise ConfigError(
-                f"queue.drivers.{config.name}.{key}",
-                options[key],
-                f"no such option for a {cls.driver_type!r} driver (its options: track_metrics, "
-                "use_dlq, max_retries, timeout, lease_time, poll_interval)",
+                f"queue.drivers.{config.name}.{unknown[0]}",
+                given[unknown[0]],
+                f"no such option for a {cls.driver_type!r} driver (its options: "
+                f"{own + ', ' if own else ''}{COMMON_OPTIONS})",
             )
-        return cls(config, clock=clock)
+        kwargs = {options[key]: value for key, value in given.items()}
+        return cls(config, clock=clock, **kwargs)
 
     return build
 
@@ -40,8 +49,9 @@ class QueueFactory:
     """The global registry of driver types."""
 
     _factories: ClassVar[dict[str, DriverFactory | BaseQueueDriver]] = {
-        "memory": _no_options(InMemoryDriver),
-        "sync": _no_options(SynchronousDriver),
+        "memory": driver_factory(InMemoryDriver),
+        "sync": driver_factory(SynchronousDriver),
+        "sqlite": driver_factory(SQLiteDriver, path="path", fsync="fsync", busy_timeout="busy_timeout"),
     }
 
     @classmethod
