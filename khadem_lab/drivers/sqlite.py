@@ -148,45 +148,38 @@ class SQLiteDriver(BaseQueueDriver):
     async def reserve_record(
         self, queues: Sequence[str] | None, now: float, worker: str | None
     ) -> JobRecord | None:
-        with self._transaction() as conn:
-            row = None
-            if queues is None:
-                row = conn.execute(
-                    f"SELECT {COLUMNS} FROM jobs WHERE status = 'pending' AND available_at <= ? "
-                    "ORDER BY available_at, seq LIMIT 1",
-                    (now,),
-                ).fetchone()
-            else:
-                for queue in queues:
-                    row = conn.execute(
-                        f"SELECT {COLUMNS} FROM jobs WHERE status = 'pending' AND queue = ? "
-                        "AND available_at <= ? ORDER BY available_at, seq LIMIT 1",
-                        (queue, now),
-                    ).fetchone()
-                    if row is not None:
-                        break
-            if row is None:
-                return None
-            record = _record(row)
-            record.status = JobStatus.RESERVED
-            record.attempts += 1
-            record.reserved_by = worker
-            record.reserved_until = now + self.lease_seconds + (record.timeout or 0.0)
-            conn.execute(
-                "UPDATE jobs SET status = 'reserved', attempts = ?, reserved_by = ?, reserved_until = ? "
-                "WHERE id = ?",
-                (record.attempts, worker, record.reserved_until, record.id),
+        # One statement: find and take the first available row atomically (a statement is its own
+        # write transaction), in the queues' priority order.
+        for queue in [None] if queues is None else queues:
+            where = "status = 'pending' AND available_at <= ?" + ("" if queue is None else " AND queue = ?")
+            params: tuple[Any, ...] = (now,) if queue is None else (now, queue)
+            row = self._write_one(
+                "UPDATE jobs SET status = 'reserved', attempts = attempts + 1, reserved_by = ?, "
+                "reserved_until = ? + ? + COALESCE(timeout, 0) "
+                f"WHERE id = (SELECT id FROM jobs WHERE {where} ORDER BY available_at, seq LIMIT 1) "
+                f"RETURNING {COLUMNS}",
+                (worker, now, self.lease_seconds, *params),
             )
-            return record
+            if row is not None:
+                return _record(row)
+        return None
+
+    def _write_one(self, sql: str, params: Sequence[Any]) -> Any:
+        """One write statement in its own transaction; its first returned row (or None)."""
+        if self.fsync == "dispatch":
+            self._set_synchronous("NORMAL")
+        try:
+            return self._conn.execute(sql, params).fetchone()
+        except sqlite3.DatabaseError as exc:
+            raise _storage_error(self.path, exc) from exc
 
     # A settle (ack, release, bury) only touches the reservation it was given: if the lease ran
     # out and another worker took the job since (attempts moved on), it is a no-op.
     async def ack_record(self, record: JobRecord) -> None:
-        with self._transaction() as conn:
-            conn.execute(
-                "DELETE FROM jobs WHERE id = ? AND status = 'reserved' AND attempts = ?",
-                (record.id, record.attempts),
-            )
+        self._write_one(
+            "DELETE FROM jobs WHERE id = ? AND status = 'reserved' AND attempts = ?",
+            (record.id, record.attempts),
+        )
 
     async def release_record(self, record: JobRecord) -> None:
         with self._transaction() as conn:
