@@ -8,7 +8,14 @@ from .backoff import Explicit, Exponential, ExponentialJitter, Fixed, RetryStrat
 from .clock import Clock, SystemClock, VirtualClock
 from .config import DriverConfig
 from .dlq import DeadLetter, DeadLetterQueue
-from .drivers import BaseQueueDriver, InMemoryDriver, QueueFactory, SQLiteDriver, SynchronousDriver
+from .drivers import (
+    BaseQueueDriver,
+    FileStorageDriver,
+    InMemoryDriver,
+    QueueFactory,
+    SQLiteDriver,
+    SynchronousDriver,
+)
 from .errors import (
     BackgroundTaskError,
     ConfigError,
@@ -49,6 +56,7 @@ __all__ = [
     "Explicit",
     "Exponential",
     "ExponentialJitter",
+    "FileStorageDriver",
     "Fixed",
     "InMemoryDriver",
     "JobRecord",

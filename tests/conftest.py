@@ -6,6 +6,7 @@ from collections.abc import Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
+from tempfile import mkdtemp
 from typing import Any, TypeVar
 
 import pytest
@@ -17,6 +18,7 @@ from khadem_lab import (
     DriverConfig,
     EventKind,
     EventLog,
+    FileStorageDriver,
     InMemoryDriver,
     JobRecord,
     JobRegistry,
@@ -220,6 +222,12 @@ DRIVER_CASES = [
         "sqlite",
         lambda config, clock, registry, tmp: SQLiteDriver(
             config, path=tmp / "queue.sqlite3", clock=clock, registry=registry
+        ),
+    ),
+    DriverCase(  # a fresh directory per driver: a test may build several
+        "file",
+        lambda config, clock, registry, tmp: FileStorageDriver(
+            config, storage_path=Path(mkdtemp(dir=tmp)) / "queue", clock=clock, registry=registry
         ),
     ),
 ]

@@ -24,7 +24,7 @@ from khadem_lab import QueueManager
 from .worker_process import Numbered
 
 SCRIPT = Path(__file__).with_name("worker_process.py")
-DURABLE_DRIVERS = ["sqlite"]
+DURABLE_DRIVERS = ["sqlite", "file"]
 
 pytestmark = pytest.mark.realtime
 

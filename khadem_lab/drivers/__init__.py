@@ -2,8 +2,16 @@
 
 from .base import BaseQueueDriver
 from .factory import QueueFactory
+from .file import FileStorageDriver
 from .memory import InMemoryDriver
 from .sqlite import SQLiteDriver
 from .sync import SynchronousDriver
 
-__all__ = ["BaseQueueDriver", "InMemoryDriver", "QueueFactory", "SQLiteDriver", "SynchronousDriver"]
+__all__ = [
+    "BaseQueueDriver",
+    "FileStorageDriver",
+    "InMemoryDriver",
+    "QueueFactory",
+    "SQLiteDriver",
+    "SynchronousDriver",
+]

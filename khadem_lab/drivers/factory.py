@@ -1,6 +1,7 @@
 """QueueFactory: maps a driver type name in a config to something that builds the driver.
 
-Built in: ``memory``, ``sync`` and ``sqlite``. A user-written driver is selected by config once registered::
+Built in: ``memory``, ``sync``, ``sqlite`` and ``file``. A user-written driver is selected by config
+once registered::
 
     QueueFactory.register_driver("database", lambda config, options, clock: MyDriver(config, **options))
     QueueFactory.register_driver("database", MyDriver(...))   # or an instance, as in the spec
@@ -15,6 +16,7 @@ from ..clock import Clock
 from ..config import DriverConfig
 from ..errors import ConfigError, UnknownDriverError
 from .base import BaseQueueDriver
+from .file import FileStorageDriver
 from .memory import InMemoryDriver
 from .sqlite import SQLiteDriver
 from .sync import SynchronousDriver
@@ -52,6 +54,7 @@ class QueueFactory:
         "memory": driver_factory(InMemoryDriver),
         "sync": driver_factory(SynchronousDriver),
         "sqlite": driver_factory(SQLiteDriver, path="path", fsync="fsync", busy_timeout="busy_timeout"),
+        "file": driver_factory(FileStorageDriver, path="storage_path", fsync="fsync"),
     }
 
     @classmethod
