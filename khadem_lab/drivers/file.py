@@ -11,8 +11,8 @@ How it stores jobs (files: :mod:`khadem_lab.drivers.filelog`):
 - Every operation takes ``fcntl.flock`` on ``lock``, reads the journal lines other processes
   appended since its last look (from its own offset: no rescan), applies them to an in-memory
   index (a heap per queue by ``(available_at, seq)``, as in the memory driver), decides, appends
-  its own line, fsyncs it if the ``fsync`` mode says so (dispatches do by default), and unlocks. The line is the commit: whatever
-  process reads the journal next replays exactly the same change.
+  its own line, fsyncs it if the ``fsync`` mode says so (dispatches do by default), and unlocks.
+  The line is the commit: whatever process reads the journal next replays exactly the same change.
 - When the journal outgrows the live jobs a few times over, the driver writes a new snapshot of
   the next generation and starts a new journal (amortized O(1) per operation). The ``lock`` file
   holds the current generation, so another process sees at one read that it must reload.
