@@ -13,6 +13,7 @@ from .drivers import (
     FileStorageDriver,
     InMemoryDriver,
     QueueFactory,
+    RedisStorageDriver,
     SQLiteDriver,
     SynchronousDriver,
 )
@@ -72,6 +73,7 @@ __all__ = [
     "QueueJob",
     "QueueManager",
     "QueueMetrics",
+    "RedisStorageDriver",
     "RetryStrategy",
     "SQLiteDriver",
     "SerializationError",

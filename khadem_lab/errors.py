@@ -25,12 +25,12 @@ class ConfigError(KhademLabError, ValueError):
 class UnknownDriverError(KhademLabError, KeyError):
     """Raised when a driver name is neither registered with the manager nor with QueueFactory."""
 
-    def __init__(self, name: str, known: Iterable[str], where: str = "registered") -> None:
+    def __init__(self, name: str, known: Iterable[str], where: str = "registered drivers") -> None:
         self.name = name
         self.known = sorted(known)
         listed = ", ".join(repr(n) for n in self.known) or "none"
         super().__init__(
-            f"unknown queue driver {name!r}; {where} drivers: {listed}. "
+            f"unknown queue driver {name!r}; {where}: {listed}. "
             "Register it with QueueManager.register_driver() or QueueFactory.register_driver()."
         )
 

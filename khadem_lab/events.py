@@ -28,6 +28,8 @@ class EventKind(StrEnum):
     DEAD_LETTERED = "dead_lettered"  # failed for good; in the dead-letter queue
     DISCARDED = "discarded"  # failed for good with use_dlq off: this event is its only trace
     LEASE_EXPIRED = "lease_expired"  # its worker vanished; delivered again (or dead-lettered)
+    LEASE_LOST = "lease_lost"  # a run ended when its delivery no longer held the job (its lease
+    # ran out and the job was taken again, or the queue was cleared): its settle changed nothing
     REQUEUED = "requeued"  # taken out of the dead-letter queue to run again
     PURGED = "purged"  # removed from the dead-letter queue
 

@@ -39,6 +39,7 @@ class Outcome(StrEnum):
     COMPLETED = "completed"
     RETRY = "retry"
     DEAD = "dead"  # dead-lettered, or discarded with use_dlq off
+    LEASE_LOST = "lease_lost"  # failed after its lease ran out and another delivery took the job
 
     def __str__(self) -> str:
         return self.value
@@ -133,8 +134,10 @@ async def execute(
         error = exc
     else:
         finished = clock.time()
-        await driver.ack_record(record)
+        acked = await driver.ack_record(record)
         driver.emit(EventKind.COMPLETED, record, worker=worker, duration=finished - started, time=finished)
+        if acked is False:
+            driver.emit(EventKind.LEASE_LOST, record, worker=worker, time=finished)
         if hooks.on_job_complete is not None:
             await call_hook(hooks, hooks.on_job_complete, job, result)
         return Outcome.COMPLETED
@@ -155,7 +158,9 @@ async def execute(
     record.status = JobStatus.PENDING
     record.reserved_until = None
     record.reserved_by = None
-    await driver.release_record(record)
+    if await driver.release_record(record) is False:
+        driver.emit(EventKind.LEASE_LOST, record, worker=worker, error=text, time=now)
+        return Outcome.LEASE_LOST
     driver.emit(
         EventKind.RETRY_SCHEDULED,
         record,
@@ -184,11 +189,15 @@ async def _fail_for_good(
     record.failed_at = now
     if driver.config.use_dlq:
         record.status = JobStatus.DEAD
-        await driver.bury_record(record)
-        driver.emit(EventKind.DEAD_LETTERED, record, worker=worker, error=text, time=now)
+        settled = await driver.bury_record(record)
+        kind = EventKind.DEAD_LETTERED
     else:
-        await driver.ack_record(record)
-        driver.emit(EventKind.DISCARDED, record, worker=worker, error=text, time=now)
+        settled = await driver.ack_record(record)
+        kind = EventKind.DISCARDED
+    if settled is False:  # another delivery holds the job now: it is not failed for good
+        driver.emit(EventKind.LEASE_LOST, record, worker=worker, error=text, time=now)
+        return Outcome.LEASE_LOST
+    driver.emit(kind, record, worker=worker, error=text, time=now)
     if job is not None:
         stack = "".join(traceback.format_exception(error))
         await call_hook(hooks, hooks.on_job_error, job, error, stack)

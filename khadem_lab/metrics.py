@@ -34,6 +34,7 @@ class QueueMetrics:
         self.jobs_retried = 0
         self.jobs_dead_lettered = 0
         self.leases_expired = 0
+        self.leases_lost = 0
         self.jobs_by_type: Counter[str] = Counter()
         self.completed_by_type: Counter[str] = Counter()
         self.failed_by_type: Counter[str] = Counter()
@@ -63,6 +64,8 @@ class QueueMetrics:
                 self.jobs_dead_lettered += 1
         elif kind is EventKind.LEASE_EXPIRED:
             self.leases_expired += 1
+        elif kind is EventKind.LEASE_LOST:
+            self.leases_lost += 1
 
     def _add_duration(self, duration: float | None) -> None:
         if duration is not None:
@@ -92,6 +95,7 @@ class QueueMetrics:
             "jobs_retried": self.jobs_retried,
             "jobs_dead_lettered": self.jobs_dead_lettered,
             "leases_expired": self.leases_expired,
+            "leases_lost": self.leases_lost,
             "total_duration": self.total_duration,
             "average_duration": self.total_duration / runs if runs else 0.0,
             "max_duration": self.max_duration,

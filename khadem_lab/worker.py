@@ -32,6 +32,7 @@ class WorkerStats:
     completed: int = 0
     retried: int = 0
     dead: int = 0
+    lease_lost: int = 0
     errors: int = 0
     by_slot: dict[str, int] = field(default_factory=dict)
 
@@ -188,6 +189,8 @@ class Worker:
                 stats.retried += 1
             elif outcome is Outcome.DEAD:
                 stats.dead += 1
+            elif outcome is Outcome.LEASE_LOST:
+                stats.lease_lost += 1
             if self.delay:
                 await self._pause(self.delay)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import uuid
 from collections.abc import Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -26,6 +28,7 @@ from khadem_lab import (
     QueueCounts,
     QueueEvent,
     QueueJob,
+    RedisStorageDriver,
     Simulation,
     SQLiteDriver,
     SynchronousDriver,
@@ -106,21 +109,35 @@ class RowDriver(BaseQueueDriver):
         chosen["reserved_until"] = now + self.lease_seconds + (chosen["timeout"] or 0.0)
         return JobRecord.from_dict(chosen)
 
-    async def ack_record(self, record: JobRecord) -> None:
-        self.rows.pop(record.id, None)
+    def _holds(self, record: JobRecord) -> bool:
+        """This delivery still holds the job: reserved, and with the attempts it was given."""
+        row = self.rows.get(record.id)
+        return row is not None and row["status"] == "reserved" and row["attempts"] == record.attempts
 
-    async def release_record(self, record: JobRecord) -> None:
+    async def ack_record(self, record: JobRecord) -> bool:
+        if not self._holds(record):
+            return False
+        del self.rows[record.id]
+        return True
+
+    async def release_record(self, record: JobRecord) -> bool:
+        if not self._holds(record):
+            return False
         row = record.to_dict()
         row.update(
             status=JobStatus.PENDING.value, reserved_until=None, reserved_by=None, seq=self._next_seq()
         )
         self.rows[record.id] = row
+        return True
 
-    async def bury_record(self, record: JobRecord) -> None:
+    async def bury_record(self, record: JobRecord) -> bool:
+        if not self._holds(record):
+            return False
         row = record.to_dict()
         row.update(status=JobStatus.DEAD.value, reserved_until=None)
-        self.rows.pop(record.id, None)
+        del self.rows[record.id]
         self.rows[record.id] = row
+        return True
 
     async def reclaim_expired(self, now: float) -> list[JobRecord]:
         expired = [r for r in self._rows(JobStatus.RESERVED) if r["reserved_until"] <= now]
@@ -193,6 +210,66 @@ class RowDriver(BaseQueueDriver):
         return [JobRecord.from_dict(self.rows.pop(job_id)) for job_id in self._dead_ids(job_ids)]
 
 
+# -- Redis: the server the tests use, a fresh key prefix per queue, and only those keys deleted ----
+REDIS_URL = os.environ.get("KHADEM_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+_redis_queues: list[str] = []  # queue names made by this test, their keys deleted at its teardown
+
+
+def require_redis() -> None:
+    """Skip the test if no Redis answers at REDIS_URL; fail instead when CI is "true"."""
+    try:
+        import redis
+    except ImportError:  # the test extra installs redis-py
+        if os.environ.get("CI") == "true":
+            raise
+        pytest.skip("redis-py is not installed: pip install -e '.[test]'")
+    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1, socket_timeout=1)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        message = f"no Redis server at {REDIS_URL} ({exc}); start redis-server or set KHADEM_TEST_REDIS_URL"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    finally:
+        client.close()
+
+
+def redis_queue_name(label: str = "test") -> str:
+    """A queue name no other test uses (so its own key prefix); its keys go at teardown."""
+    require_redis()
+    name = f"test-{label}-{uuid.uuid4().hex[:12]}"
+    _redis_queues.append(name)
+    return name
+
+
+def redis_keys(queue_name: str) -> list[str]:
+    """Every key under the queue's prefix (SCAN, never KEYS)."""
+    import redis
+
+    with redis.Redis.from_url(REDIS_URL) as client:
+        return sorted(k.decode() for k in client.scan_iter(match=f"khadem:{queue_name}:*", count=1000))
+
+
+@pytest.fixture(autouse=True)
+def _delete_redis_test_keys() -> Iterator[None]:
+    yield
+    if _redis_queues:
+        import redis
+
+        with redis.Redis.from_url(REDIS_URL) as client:
+            while _redis_queues:
+                keys = list(client.scan_iter(match=f"khadem:{_redis_queues.pop()}:*", count=1000))
+                if keys:
+                    client.delete(*keys)
+
+
+def build_redis(config: DriverConfig, clock: Clock, registry: JobRegistry, _tmp: Path) -> BaseQueueDriver:
+    return RedisStorageDriver(
+        config, url=REDIS_URL, queue_name=redis_queue_name("contract"), clock=clock, registry=registry
+    )
+
+
 DriverBuilder = Callable[[DriverConfig, Clock, JobRegistry, Path], BaseQueueDriver]
 
 
@@ -230,6 +307,7 @@ DRIVER_CASES = [
             config, storage_path=Path(mkdtemp(dir=tmp)) / "queue", clock=clock, registry=registry
         ),
     ),
+    DriverCase("redis", build_redis),  # a fresh key prefix per driver; skipped without Redis (not in CI)
 ]
 
 

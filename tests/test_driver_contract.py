@@ -291,6 +291,42 @@ def test_release_puts_the_job_back_until_its_new_time_keeping_attempts(
     assert queue.counts() == (0, 0, 1)
 
 
+@dataclass
+class SlowFirst(QueueJob):
+    """The first run takes 100 s and fails; later runs take 10 s and succeed."""
+
+    async def handle(self) -> None:
+        await asyncio.sleep(100 if self.attempt == 1 else 10)
+        if self.attempt == 1:
+            raise RuntimeError("the first run fails")
+
+
+def test_a_run_that_outlives_its_lease_settles_nothing(make_queue: Callable[..., QueueHarness]) -> None:
+    """Worker A's run takes longer than its lease; B takes the job again at the lease end. When A's
+    run then fails, its retry changes nothing (lease_lost): B holds the job and completes it."""
+    queue = make_queue(lease_time=timedelta(seconds=60))
+    needs_queue(queue)
+    job_id = queue.dispatch(SlowFirst())
+    queue.start_worker(name="A")
+    queue.start_worker(name="B")
+    queue.advance(300)
+    assert [
+        (t, k, a, e.worker) for (t, k, a), e in zip(queue.timeline(job_id), queue.events(job_id), strict=True)
+    ] == [
+        (0, K.DISPATCHED, 0, None),
+        (0, K.RESERVED, 1, "A"),
+        (0, K.STARTED, 1, "A"),
+        (60, K.LEASE_EXPIRED, 1, None),
+        (60, K.RESERVED, 2, "B"),
+        (60, K.STARTED, 2, "B"),
+        (70, K.COMPLETED, 2, "B"),
+        (100, K.FAILED, 1, "A"),
+        (100, K.LEASE_LOST, 1, "A"),
+    ]
+    assert queue.size() == 0 and queue.dead() == []
+    assert [w.stats.lease_lost for w in queue.workers] == [1, 0]
+
+
 # ============================================================================== retries
 @pytest.mark.parametrize(
     ("retry_delay", "delays"),

@@ -469,7 +469,9 @@ def test_the_driver_is_built_from_a_config(tmp_path: Path, sim: Simulation) -> N
         QueueManager(
             {"queue": {"default": "f", "drivers": {"f": {**entry, "fsync": "sometimes"}}}}, clock=sim.clock
         ).load_from_config()
-    with pytest.raises(ConfigError, match=r"queue\.drivers\.f\.table .*its options: path, fsync"):
+    with pytest.raises(
+        ConfigError, match=r"queue\.drivers\.f\.table .*options of a .file. driver: path, fsync"
+    ):
         QueueManager(
             {"queue": {"default": "f", "drivers": {"f": {**entry, "table": "jobs"}}}}, clock=sim.clock
         ).load_from_config()

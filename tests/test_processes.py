@@ -21,17 +21,21 @@ import pytest
 
 from khadem_lab import QueueManager
 
+from .conftest import REDIS_URL, redis_queue_name
 from .worker_process import Numbered
 
 SCRIPT = Path(__file__).with_name("worker_process.py")
-DURABLE_DRIVERS = ["sqlite", "file"]
+DURABLE_DRIVERS = ["sqlite", "file", "redis"]
 
 pytestmark = pytest.mark.realtime
 
 
 def config_for(kind: str, tmp_path: Path, **extra: Any) -> dict[str, Any]:
     entry: dict[str, Any] = {"driver": kind, "poll_interval": 0.05, **extra}
-    entry["path"] = str(tmp_path / ("queue.sqlite3" if kind == "sqlite" else "queue"))
+    if kind == "redis":  # a fresh key prefix per test, deleted at its teardown
+        entry.update(url=REDIS_URL, queue_name=redis_queue_name(tmp_path.name[:20]))
+    else:
+        entry["path"] = str(tmp_path / ("queue.sqlite3" if kind == "sqlite" else "queue"))
     return {"queue": {"default": "q", "drivers": {"q": entry}}}
 
 

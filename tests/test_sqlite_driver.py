@@ -173,5 +173,7 @@ def test_config_selects_it_and_refuses_bad_options(sim: Simulation, tmp_path: Pa
     with pytest.raises(ConfigError, match=r"fsync.*'sometimes'.*dispatch, always, never"):
         bad.load_from_config()
     typo = QueueManager({"queue": {"drivers": {"db": {"driver": "sqlite", "pth": "x"}}}}, clock=sim.clock)
-    with pytest.raises(ConfigError, match=r"queue\.drivers\.db\.pth.*its options: path, fsync, busy_timeout"):
+    with pytest.raises(
+        ConfigError, match=r"queue\.drivers\.db\.pth.*options of a .sqlite. driver: path, fsync, busy_timeout"
+    ):
         typo.load_from_config()

@@ -4,6 +4,7 @@ from .base import BaseQueueDriver
 from .factory import QueueFactory
 from .file import FileStorageDriver
 from .memory import InMemoryDriver
+from .redis import RedisStorageDriver
 from .sqlite import SQLiteDriver
 from .sync import SynchronousDriver
 
@@ -12,6 +13,7 @@ __all__ = [
     "FileStorageDriver",
     "InMemoryDriver",
     "QueueFactory",
+    "RedisStorageDriver",
     "SQLiteDriver",
     "SynchronousDriver",
 ]

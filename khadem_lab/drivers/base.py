@@ -131,19 +131,24 @@ class BaseQueueDriver(abc.ABC):
         process, may get the same record until it is released or its lease ends."""
 
     @abc.abstractmethod
-    async def ack_record(self, record: JobRecord) -> None:
-        """Primitive. The reserved ``record`` is finished (completed, or discarded): remove it."""
+    async def ack_record(self, record: JobRecord) -> bool | None:
+        """Primitive. The reserved ``record`` is finished (completed, or discarded): remove it.
+
+        This and the other two settles (release, bury) act only on the reservation they were
+        given. If its lease ran out and the job was taken again since (another delivery holds it),
+        they change nothing and return False; otherwise they return True (None counts as True)."""
 
     @abc.abstractmethod
-    async def release_record(self, record: JobRecord) -> None:
+    async def release_record(self, record: JobRecord) -> bool | None:
         """Primitive. Put the reserved ``record`` back as PENDING, due at ``record.available_at``,
         with its ``attempts``, ``last_error`` and ``error_type`` as set by the caller, and a new
-        ``seq``."""
+        ``seq``. False if the reservation is no longer held (see :meth:`ack_record`)."""
 
     @abc.abstractmethod
-    async def bury_record(self, record: JobRecord) -> None:
+    async def bury_record(self, record: JobRecord) -> bool | None:
         """Primitive. Move the reserved ``record`` to the dead-letter store as DEAD, keeping
-        ``last_error``, ``error_type``, ``failed_at`` and ``attempts`` as set by the caller."""
+        ``last_error``, ``error_type``, ``failed_at`` and ``attempts`` as set by the caller.
+        False if the reservation is no longer held (see :meth:`ack_record`)."""
 
     @abc.abstractmethod
     async def reclaim_expired(self, now: float) -> list[JobRecord]:
@@ -152,7 +157,9 @@ class BaseQueueDriver(abc.ABC):
         ``now``; each one without becomes DEAD with ``last_error`` saying the lease expired and
         ``failed_at = now``. Return them all (their ``status`` tells which), in the order their
         leases ended, by ``(reserved_until, seq)``, which is also the order they are given new
-        seqs in; [] if none."""
+        seqs in; [] if none. The worker that held one may still be running it: its settle must
+        then change nothing (an in-process driver returns fresh record objects here, not the ones
+        that worker holds)."""
 
     @abc.abstractmethod
     async def counts(self, now: float) -> QueueCounts:

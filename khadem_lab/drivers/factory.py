@@ -1,7 +1,7 @@
 """QueueFactory: maps a driver type name in a config to something that builds the driver.
 
-Built in: ``memory``, ``sync``, ``sqlite`` and ``file``. A user-written driver is selected by config
-once registered::
+Built in: ``memory``, ``sync``, ``sqlite``, ``file`` and ``redis``. A user-written driver is selected
+by config once registered::
 
     QueueFactory.register_driver("database", lambda config, options, clock: MyDriver(config, **options))
     QueueFactory.register_driver("database", MyDriver(...))   # or an instance, as in the spec
@@ -18,6 +18,7 @@ from ..errors import ConfigError, UnknownDriverError
 from .base import BaseQueueDriver
 from .file import FileStorageDriver
 from .memory import InMemoryDriver
+from .redis import RedisStorageDriver
 from .sqlite import SQLiteDriver
 from .sync import SynchronousDriver
 
@@ -38,8 +39,8 @@ def driver_factory(cls: type[BaseQueueDriver], **options: str) -> DriverFactory:
             raise ConfigError(
                 f"queue.drivers.{config.name}.{unknown[0]}",
                 given[unknown[0]],
-                f"no such option for a {cls.driver_type!r} driver (its options: "
-                f"{own + ', ' if own else ''}{COMMON_OPTIONS})",
+                f"one of the options of a {cls.driver_type!r} driver: "
+                f"{own + ', ' if own else ''}{COMMON_OPTIONS}",
             )
         kwargs = {options[key]: value for key, value in given.items()}
         return cls(config, clock=clock, **kwargs)
@@ -55,6 +56,16 @@ class QueueFactory:
         "sync": driver_factory(SynchronousDriver),
         "sqlite": driver_factory(SQLiteDriver, path="path", fsync="fsync", busy_timeout="busy_timeout"),
         "file": driver_factory(FileStorageDriver, path="storage_path", fsync="fsync"),
+        "redis": driver_factory(  # redis-py is imported when a driver is built, not before
+            RedisStorageDriver,
+            host="host",
+            port="port",
+            password="password",
+            db="db",
+            url="url",
+            queue_name="queue_name",
+            socket_timeout="socket_timeout",
+        ),
     }
 
     @classmethod
@@ -82,7 +93,7 @@ class QueueFactory:
             factory = cls._factories[driver_type]
         except KeyError:
             raise UnknownDriverError(
-                driver_type, cls._factories, where="known driver types (QueueFactory)"
+                driver_type, cls._factories, where="driver types known to QueueFactory"
             ) from None
         if isinstance(factory, BaseQueueDriver):
             return factory

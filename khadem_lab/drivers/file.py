@@ -301,34 +301,37 @@ class FileStorageDriver(BaseQueueDriver):
             self._commit({**entry, "until": until, "by": worker})
             return _copy(record)
 
-    async def ack_record(self, record: JobRecord) -> None:
+    async def ack_record(self, record: JobRecord) -> bool:
         with self._op():
             if self._held(record) is None:
-                return
+                return False
             self._commit({"op": "ack", "id": record.id, "seq": record.seq})
         record.status = JobStatus.COMPLETED
         record.reserved_until = None
+        return True
 
-    async def release_record(self, record: JobRecord) -> None:
+    async def release_record(self, record: JobRecord) -> bool:
         with self._op():
             if self._held(record) is None:
-                return
+                return False
             row = record.to_dict()
             row.update(status="pending", reserved_until=None, reserved_by=None, seq=self._index.seq + 1)
             self._commit({"op": "release", "job": row})
         record.status = JobStatus.PENDING
         record.reserved_until = record.reserved_by = None
         record.seq = row["seq"]
+        return True
 
-    async def bury_record(self, record: JobRecord) -> None:
+    async def bury_record(self, record: JobRecord) -> bool:
         with self._op():
             if self._held(record) is None:
-                return
+                return False
             row = record.to_dict()
             row.update(status="dead", reserved_until=None)
             self._commit({"op": "bury", "job": row})
         record.status = JobStatus.DEAD
         record.reserved_until = None
+        return True
 
     async def reclaim_expired(self, now: float) -> list[JobRecord]:
         with self._op():

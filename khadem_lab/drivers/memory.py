@@ -6,6 +6,7 @@ queue's heap ordered by ``(available_at, seq)``, so the head is always the next 
 
 from __future__ import annotations
 
+import copy
 import heapq
 import itertools
 from collections.abc import Sequence
@@ -86,29 +87,38 @@ class InMemoryDriver(BaseQueueDriver):
         self._reserved[record.id] = record
         return until
 
-    def _unreserve(self, record: JobRecord) -> JobRecord | None:
-        held = self._reserved.pop(record.id, None)
+    def _unreserve(self, record: JobRecord) -> bool:
+        """End ``record``'s reservation if this very delivery still holds it."""
+        if self._reserved.get(record.id) is not record:
+            return False  # its lease ran out and the job was taken again, or the queue was cleared
+        del self._reserved[record.id]
         if not self._reserved:
             self.stop_lease_watch()
-        return held
+        return True
 
-    async def ack_record(self, record: JobRecord) -> None:
-        if self._unreserve(record) is not None:
-            record.status = JobStatus.COMPLETED
-            record.reserved_until = None
+    async def ack_record(self, record: JobRecord) -> bool:
+        if not self._unreserve(record):
+            return False
+        record.status = JobStatus.COMPLETED
+        record.reserved_until = None
+        return True
 
-    async def release_record(self, record: JobRecord) -> None:
-        self._unreserve(record)
+    async def release_record(self, record: JobRecord) -> bool:
+        if not self._unreserve(record):
+            return False
         record.status = JobStatus.PENDING
         record.reserved_until = None
         record.reserved_by = None
         await self.push_records([record])
+        return True
 
-    async def bury_record(self, record: JobRecord) -> None:
-        self._unreserve(record)
+    async def bury_record(self, record: JobRecord) -> bool:
+        if not self._unreserve(record):
+            return False
         record.status = JobStatus.DEAD
         record.reserved_until = None
         self._dead[record.id] = record
+        return True
 
     def lease_may_have_ended(self, now: float) -> bool:
         leases = self._leases
@@ -125,6 +135,7 @@ class InMemoryDriver(BaseQueueDriver):
             if record is None or record.reserved_until != until or record.seq != seq:
                 continue  # finished, or given back and reserved again since (a new seq)
             del self._reserved[job_id]
+            record = _redelivery(record)  # the vanished worker keeps the old object: its settles do nothing
             record.reserved_until = None
             record.reserved_by = None
             if record.attempts >= record.max_attempts:
@@ -190,3 +201,15 @@ class InMemoryDriver(BaseQueueDriver):
     async def purge_dead_records(self, job_ids: Sequence[str] | None) -> list[JobRecord]:
         ids = list(self._dead) if job_ids is None else [i for i in dict.fromkeys(job_ids) if i in self._dead]
         return [self._dead.pop(i) for i in ids]
+
+
+def _redelivery(record: JobRecord) -> JobRecord:
+    """A copy of ``record`` (and of its live job) for the next delivery, so that a worker still
+    running the old one neither settles nor sees the new delivery's state."""
+    fresh = copy.copy(record)
+    if record.job is not None:
+        try:
+            fresh.job = copy.copy(record.job)
+        except Exception:  # a job object that cannot be copied is shared, as before
+            fresh.job = record.job
+    return fresh

@@ -175,44 +175,53 @@ class SQLiteDriver(BaseQueueDriver):
 
     # A settle (ack, release, bury) only touches the reservation it was given: if the lease ran
     # out and another worker took the job since (attempts moved on), it is a no-op.
-    async def ack_record(self, record: JobRecord) -> None:
-        self._write_one(
-            "DELETE FROM jobs WHERE id = ? AND status = 'reserved' AND attempts = ?",
-            (record.id, record.attempts),
+    async def ack_record(self, record: JobRecord) -> bool:
+        return (
+            self._write_one(
+                "DELETE FROM jobs WHERE id = ? AND status = 'reserved' AND attempts = ? RETURNING id",
+                (record.id, record.attempts),
+            )
+            is not None
         )
 
-    async def release_record(self, record: JobRecord) -> None:
+    async def release_record(self, record: JobRecord) -> bool:
         with self._transaction() as conn:
             record.seq = self._take_seqs(conn, 1)
-            conn.execute(
-                "UPDATE jobs SET status = 'pending', seq = ?, available_at = ?, reserved_until = NULL, "
-                "reserved_by = NULL, last_error = ?, error_type = ? "
-                "WHERE id = ? AND status = 'reserved' AND attempts = ?",
-                (
-                    record.seq,
-                    record.available_at,
-                    record.last_error,
-                    record.error_type,
-                    record.id,
-                    record.attempts,
-                ),
+            return (
+                conn.execute(
+                    "UPDATE jobs SET status = 'pending', seq = ?, available_at = ?, reserved_until = NULL, "
+                    "reserved_by = NULL, last_error = ?, error_type = ? "
+                    "WHERE id = ? AND status = 'reserved' AND attempts = ?",
+                    (
+                        record.seq,
+                        record.available_at,
+                        record.last_error,
+                        record.error_type,
+                        record.id,
+                        record.attempts,
+                    ),
+                ).rowcount
+                == 1
             )
 
-    async def bury_record(self, record: JobRecord) -> None:
+    async def bury_record(self, record: JobRecord) -> bool:
         with self._transaction() as conn:
             record.seq = self._take_seqs(conn, 1)  # dead letters are listed in the order they died
-            conn.execute(
-                "UPDATE jobs SET status = 'dead', seq = ?, reserved_until = NULL, reserved_by = NULL, "
-                "last_error = ?, error_type = ?, failed_at = ? "
-                "WHERE id = ? AND status = 'reserved' AND attempts = ?",
-                (
-                    record.seq,
-                    record.last_error,
-                    record.error_type,
-                    record.failed_at,
-                    record.id,
-                    record.attempts,
-                ),
+            return (
+                conn.execute(
+                    "UPDATE jobs SET status = 'dead', seq = ?, reserved_until = NULL, reserved_by = NULL, "
+                    "last_error = ?, error_type = ?, failed_at = ? "
+                    "WHERE id = ? AND status = 'reserved' AND attempts = ?",
+                    (
+                        record.seq,
+                        record.last_error,
+                        record.error_type,
+                        record.failed_at,
+                        record.id,
+                        record.attempts,
+                    ),
+                ).rowcount
+                == 1
             )
 
     def lease_may_have_ended(self, now: float) -> bool:

@@ -48,10 +48,12 @@ class SynchronousDriver(InMemoryDriver):
             record.seq = next(self._seq)
             self._inline[record.id] = record
 
-    async def release_record(self, record: JobRecord) -> None:
-        self._reserved.pop(record.id, None)
+    async def release_record(self, record: JobRecord) -> bool:
+        if self._reserved.pop(record.id, None) is not record:
+            return False  # cleared while it ran
         record.seq = next(self._seq)
         self._inline[record.id] = record
+        return True
 
     async def reserve_record(
         self, queues: Sequence[str] | None, now: float, worker: str | None

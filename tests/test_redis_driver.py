@@ -1,0 +1,475 @@
+"""The Redis driver's own promises: determinism under a Simulation, restart, faults, bad input, keys,
+config. (The contract suite in test_driver_contract.py and the process tests in test_processes.py
+cover the rest.) Each test has its own queue name, so its own key prefix; only those keys are
+deleted afterwards. Tests that start their own redis-server are real-time tests, kept short."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from tempfile import mkdtemp
+from typing import Any, ClassVar
+
+import pytest
+import redis
+
+from khadem_lab import (
+    ConfigError,
+    DriverConfig,
+    EventKind,
+    EventLog,
+    Exponential,
+    JobRegistry,
+    PermanentFailure,
+    QueueJob,
+    QueueManager,
+    RedisStorageDriver,
+    Simulation,
+    SQLiteDriver,
+    StorageError,
+    UnregisteredJobError,
+)
+
+from .conftest import REDIS_URL, redis_keys, redis_queue_name
+
+
+@dataclass
+class Invoice(QueueJob):
+    number: int
+    fail: bool = False
+    retry_delay = timedelta(seconds=10)
+    max_retries = 1
+
+    async def handle(self) -> None:
+        if self.fail:
+            raise RuntimeError(f"invoice {self.number} failed")
+
+
+@dataclass
+class Flaky(QueueJob):
+    """Works ``work`` virtual seconds; its first ``fail_until`` attempts fail."""
+
+    n: int
+    work: float = 1.0
+    fail_until: int = 0
+    permanent: bool = False
+    max_retries = 2
+    retry_delay = Exponential(base=timedelta(seconds=5), factor=3)
+
+    async def handle(self) -> None:
+        await asyncio.sleep(self.work)
+        if self.permanent:
+            raise PermanentFailure(f"job {self.n} has bad data")
+        if self.attempt <= self.fail_until:
+            raise ConnectionError(f"job {self.n}: attempt {self.attempt} failed")
+
+
+@dataclass
+class Counted(QueueJob):
+    """Real-time job: records each completion."""
+
+    n: int
+    done: ClassVar[list[int]] = []
+
+    async def handle(self) -> None:
+        await asyncio.sleep(0.001)
+        Counted.done.append(self.n)
+
+
+@pytest.fixture
+def sim() -> Iterator[Simulation]:
+    with Simulation() as simulation:
+        yield simulation
+
+
+@pytest.fixture
+def registry() -> JobRegistry:
+    jobs = JobRegistry()
+    jobs.register(Invoice)
+    jobs.register(Flaky)
+    return jobs
+
+
+def make(
+    sim: Simulation, registry: JobRegistry, queue_name: str, url: str = REDIS_URL, **config: Any
+) -> RedisStorageDriver:
+    return RedisStorageDriver(
+        DriverConfig(name="redis", **config),
+        url=url,
+        queue_name=queue_name,
+        clock=sim.clock,
+        registry=registry,
+    )
+
+
+# ================================================================================ determinism
+def run_scenario(kind: str, seed: int, tmp_path: Path) -> list[dict[str, Any]]:
+    """Forty jobs of seeded random work, failures and delays on two queues, a worker with
+    concurrency 2, ten virtual minutes; returns the event history."""
+    rng = random.Random(seed)
+    with Simulation(seed=seed) as sim:
+        registry = JobRegistry()
+        registry.register(Flaky)
+        config = DriverConfig(name="q", poll_interval=timedelta(seconds=1))
+        driver: RedisStorageDriver | SQLiteDriver
+        if kind == "redis":
+            driver = RedisStorageDriver(
+                config, url=REDIS_URL, queue_name=redis_queue_name("det"), clock=sim.clock, registry=registry
+            )
+        else:
+            path = Path(mkdtemp(dir=tmp_path)) / "queue.sqlite3"
+            driver = SQLiteDriver(config, path=path, clock=sim.clock, registry=registry)
+        qm = QueueManager(driver=driver, clock=sim.clock)
+        log = EventLog()
+        qm.subscribe(log)
+
+        async def main() -> Any:
+            for n in range(40):
+                job = Flaky(
+                    n,
+                    work=round(rng.uniform(0.5, 8.0), 1),
+                    fail_until=rng.choice([0, 0, 0, 1, 2, 3]),
+                    permanent=rng.random() < 0.05,
+                )
+                delay = rng.choice([0.0, 0.0, 2.5, 10.0, 30.0])
+                await qm.dispatch(job, delay=delay, queue=rng.choice(["high", "low"]))
+            return await qm.start_worker(run_in_background=True, concurrency=2, queues=["high", "low"])
+
+        worker = sim.run(main())
+        sim.advance(minutes=10)
+        sim.run(worker.stop())
+        sim.run(driver.dispose())
+        return log.rows()
+
+
+def test_the_same_seeded_scenario_gives_the_same_history_row_for_row(tmp_path: Path) -> None:
+    # Given a scenario with seeded randomness, retries, delays and a concurrency-2 worker
+    # When it runs twice against Redis (each time on a fresh key prefix)
+    first = run_scenario("redis", 11, tmp_path)
+    second = run_scenario("redis", 11, tmp_path)
+    # Then both histories are identical, row for row, and the scenario did exercise the queue
+    assert first == second
+    kinds = {row["kind"] for row in first}
+    assert {"completed", "retry_scheduled", "dead_lettered"} <= kinds
+    finished = {row["job_id"] for row in first if row["kind"] in ("completed", "dead_lettered")}
+    assert len(finished) == 40
+    # And it is the very history the SQLite driver gives (same ordering, same ids from a counter)
+    assert first == run_scenario("sqlite", 11, tmp_path)
+
+
+# ================================================================================ restart
+def test_jobs_attempts_and_dead_letters_survive_a_new_driver(sim: Simulation, registry: JobRegistry) -> None:
+    name = redis_queue_name("restart")
+    first = make(sim, registry, name)
+    sim.run(first.push(Invoice(1)))
+    sim.run(first.push(Invoice(2), delay=timedelta(hours=1)))
+    sim.run(first.push(Invoice(3, fail=True)))
+    sim.run(first.push(Invoice(4, fail=True)))
+    assert sim.run(first.process()) and sim.run(first.process())  # 1 done, 3 failed once: retry
+    sim.advance(seconds=10)
+    sim.run(first.process())  # 4 fails its first attempt
+    sim.run(first.process())  # 3 fails its last attempt: dead
+    sim.run(first.dispose())
+
+    again = make(sim, registry, name)  # a new client, as in a restarted process
+    stats = sim.run(again.get_stats())
+    assert (stats["ready_jobs"], stats["delayed_jobs"], stats["processing_count"]) == (0, 2, 0)
+    assert stats["dlq"] == {"total_jobs": 1, "jobs_by_type": {"Invoice": 1}}
+    dead = sim.run(again.dead_letters.list())
+    assert [(d.id, d.payload, d.attempts, d.error) for d in dead] == [
+        ("3", {"number": 3, "fail": True}, 2, "RuntimeError: invoice 3 failed")
+    ]
+    sim.advance(seconds=10)  # job 4's retry is due: it comes back with its attempt counted
+    record = sim.run(again.reserve(None, worker="w"))
+    assert record is not None and record.payload == {"number": 4, "fail": True} and record.attempts == 2
+
+
+def test_ids_are_unique_across_drivers_on_one_queue(sim: Simulation, registry: JobRegistry) -> None:
+    name = redis_queue_name("ids")
+    a, b = make(sim, registry, name), make(sim, registry, name)
+    ids = [
+        sim.run(a.push(Invoice(1))),
+        sim.run(b.push(Invoice(2))),
+        *sim.run(a.push_many([Invoice(3), Invoice(4)])),
+    ]
+    assert ids == ["1", "2", "3", "4"]  # from the queue's counter: unique, and the same every run
+    taken = [sim.run(d.reserve(None, worker="w")) for d in (b, a, b, a, b)]
+    assert [r.id if r else None for r in taken] == ["1", "2", "3", "4", None]
+
+
+def test_a_settle_for_a_reservation_that_is_gone_changes_nothing(
+    sim: Simulation, registry: JobRegistry
+) -> None:
+    driver = make(sim, registry, redis_queue_name("settle"), lease_time=timedelta(seconds=30))
+    sim.run(driver.push(Invoice(1)))
+    old = sim.run(driver.reserve(None, worker="slow"))
+    sim.advance(seconds=30)  # the lease runs out: another worker takes the job (attempt 2)
+    new = sim.run(driver.reserve(None, worker="fast"))
+    assert old is not None and new is not None and (old.attempts, new.attempts) == (1, 2)
+    assert sim.run(driver.ack_record(old)) is False  # the slow worker's late ack
+    old.available_at = sim.time()
+    assert sim.run(driver.release_record(old)) is False  # or its late retry
+    assert sim.run(driver.bury_record(old)) is False  # or its late dead-lettering
+    assert sim.run(driver.counts(sim.time())) == (0, 0, 1)  # still reserved by the fast worker
+    assert sim.run(driver.dead_records()) == []
+    assert sim.run(driver.ack_record(new)) is True
+    assert sim.run(driver.size()) == 0
+
+
+def test_a_batch_dispatch_is_one_round_trip(sim: Simulation, registry: JobRegistry) -> None:
+    driver = make(sim, registry, redis_queue_name("batch"))
+    calls: list[object] = []
+    evalsha = driver.client.evalsha
+
+    def counting(*args: Any) -> Any:
+        calls.append(args[0])
+        return evalsha(*args)
+
+    driver.client.evalsha = counting  # type: ignore[method-assign]
+    ids = sim.run(driver.push_many([Invoice(n) for n in range(200)]))
+    assert ids == [str(n) for n in range(1, 201)] and len(calls) == 1
+    assert sim.run(driver.size()) == 200
+
+
+# ================================================================================ faults
+def test_redis_down_at_dispatch_is_a_storage_error_and_workers_back_off(
+    sim: Simulation, registry: JobRegistry
+) -> None:
+    driver = RedisStorageDriver(
+        DriverConfig(name="redis"), host="127.0.0.1", port=1, clock=sim.clock, registry=registry
+    )
+    log = EventLog()
+    driver.subscribe(log)
+    # When a job is dispatched while nothing listens at the address
+    with pytest.raises(
+        StorageError, match=r"Redis server 127\.0\.0\.1:1/0 .*cannot be used.*Start redis-server"
+    ):
+        sim.run(driver.push(Invoice(1)))
+    # Then nothing was announced (the script never ran: all or nothing)
+    assert log.events == []
+    # And a worker reports each failed reserve and backs off, doubling from poll_interval (1 s)
+    qm = QueueManager(driver=driver, clock=sim.clock)
+    failures: list[tuple[float, str]] = []
+    t0 = sim.time()
+    sim.run(
+        qm.start_worker(
+            run_in_background=True,
+            on_error=lambda error, _stack: failures.append((sim.time() - t0, type(error).__name__)),
+        )
+    )
+    sim.advance(seconds=10)
+    assert failures == [
+        (0.0, "StorageError"),
+        (1.0, "StorageError"),
+        (3.0, "StorageError"),
+        (7.0, "StorageError"),
+    ]
+
+
+def test_a_payload_that_is_not_json_is_dead_lettered_and_the_worker_goes_on(
+    sim: Simulation, registry: JobRegistry
+) -> None:
+    name = redis_queue_name("badjson")
+    driver = make(sim, registry, name)
+    qm = QueueManager(driver=driver, clock=sim.clock)
+    log = EventLog()
+    qm.subscribe(log)
+    sim.run(qm.dispatch_batch([Invoice(1), Invoice(2)]))
+    with redis.Redis.from_url(REDIS_URL) as client:
+        client.hset(f"khadem:{name}:job:1", "payload", "{broken")
+    sim.run(qm.start_worker(max_jobs=2))
+    dead = sim.run(driver.dead_letters.list())
+    assert [(d.id, d.error_type) for d in dead] == [("1", "SerializationError")]
+    assert "not a JSON object: '{broken'" in (dead[0].error or "")
+    assert [e.job_id for e in log.of_kind(EventKind.COMPLETED)] == ["2"]
+
+
+def test_an_unregistered_stored_type_is_dead_lettered_with_the_reason(
+    sim: Simulation, registry: JobRegistry
+) -> None:
+    name = redis_queue_name("unregistered")
+    sim.run(make(sim, registry, name).push_many([Invoice(1), Invoice(2)]))
+    stranger = make(sim, JobRegistry(), name)  # a process that never registered Invoice
+    sim.run(QueueManager(driver=stranger, clock=sim.clock).start_worker(max_jobs=2))
+    dead = sim.run(stranger.dead_letters.list())
+    assert [(d.id, d.error_type) for d in dead] == [
+        ("1", "UnregisteredJobError"),
+        ("2", "UnregisteredJobError"),
+    ]
+    assert "register_queue_jobs([Invoice])" in (dead[0].error or "")
+
+
+def test_dispatching_an_unregistered_type_fails_before_anything_is_written(sim: Simulation) -> None:
+    name = redis_queue_name("undispatched")
+    driver = make(sim, JobRegistry(), name)
+    with pytest.raises(UnregisteredJobError):
+        sim.run(driver.push(Invoice(1)))
+    assert redis_keys(name) == []
+
+
+# ================================================================================ config
+def test_config_selects_it_with_its_options_and_refuses_bad_ones(sim: Simulation) -> None:
+    name = redis_queue_name("config")
+    qm = QueueManager(
+        {"queue": {"drivers": {"r": {"driver": "redis", "url": REDIS_URL, "queue_name": name}}}},
+        clock=sim.clock,
+    )
+    qm.load_from_config()
+    assert isinstance(qm.driver, RedisStorageDriver) and qm.driver.prefix == f"khadem:{name}:"
+    stats = sim.run(qm.driver.get_stats())
+    assert stats["key_prefix"] == f"khadem:{name}:" and stats["redis_server"] == "127.0.0.1:6379/0"
+    tls = RedisStorageDriver(DriverConfig(name="tls"), url="rediss://cache.example.com:6380/2")
+    assert tls.address == "cache.example.com:6380/2"  # built lazily: nothing is contacted yet
+    assert tls.client.connection_pool.connection_class.__name__ == "SSLConnection"
+    for options, message in [
+        ({"port": "6379x"}, r"queue\.drivers\.r\.port.*'6379x'.*1 to 65535"),
+        ({"url": "http://localhost"}, r"queue\.drivers\.r\.url.*redis://, rediss:// \(TLS\)"),
+        ({"db": -1}, r"queue\.drivers\.r\.db.*-1.*>= 0"),
+        ({"queue_name": ""}, r"queue_name"),
+        (
+            {"hots": "x"},
+            r"queue\.drivers\.r\.hots.*options of a .redis. driver: host, port, password, db, url, "
+            r"queue_name",
+        ),
+    ]:
+        bad = QueueManager({"queue": {"drivers": {"r": {"driver": "redis", **options}}}}, clock=sim.clock)
+        with pytest.raises(ConfigError, match=message):
+            bad.load_from_config()
+
+
+def test_without_redis_py_the_package_works_and_the_driver_says_what_to_install(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "redis", None)  # as if redis-py were not installed
+    with pytest.raises(ConfigError, match=r"redis-py to be installed: pip install 'khadem-lab\[redis\]'"):
+        RedisStorageDriver(DriverConfig(name="r"))
+
+
+# ================================================================================ private servers
+class RedisServer:
+    """A redis-server of the test's own, on a free port, with its append-only file in ``directory``
+    (so its data survives a kill and a restart)."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "yes", "--appendfsync", "always", "--dir", str(self.directory)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        deadline = time.monotonic() + 10
+        with redis.Redis.from_url(self.url, socket_connect_timeout=1) as client:
+            while True:
+                try:
+                    client.ping()
+                    return
+                except redis.ConnectionError:
+                    if time.monotonic() > deadline or self.process.poll() is not None:
+                        raise
+                    time.sleep(0.01)
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+    def restart(self, downtime: float) -> None:
+        self.kill()
+        time.sleep(downtime)
+        self.start()
+
+    def all_keys(self) -> list[str]:
+        with redis.Redis.from_url(self.url) as client:
+            return sorted(k.decode() for k in client.scan_iter(count=1000))
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    if shutil.which("redis-server") is None:
+        message = "redis-server is not installed (apt-get install redis-server)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    server = RedisServer(tmp_path)
+    server.start()
+    yield server
+    server.kill()
+
+
+@pytest.mark.realtime
+def test_a_run_touches_only_keys_under_its_prefix_and_clear_and_purge_remove_them(
+    sim: Simulation, registry: JobRegistry, private_redis: RedisServer
+) -> None:
+    driver = make(sim, registry, "shop", url=private_redis.url)
+    qm = QueueManager(driver=driver, clock=sim.clock)
+    sim.run(qm.dispatch_batch([Invoice(1), Invoice(2, fail=True), Invoice(3, fail=True)], queue="billing"))
+    sim.run(qm.dispatch(Invoice(4), delay=timedelta(hours=1)))
+    worker = sim.run(qm.start_worker(run_in_background=True))
+    sim.advance(seconds=60)  # 1 done; 2 and 3 fail twice: dead; 4 still delayed
+    assert [d.id for d in sim.run(driver.dead_letters.list())] == ["2", "3"]
+    sim.run(driver.dead_letters.requeue("2"))
+    sim.advance(seconds=11)  # 2 fails again, is retried 10 s later, fails again: dead again
+    keys = private_redis.all_keys()
+    assert keys and all(k.startswith("khadem:shop:") for k in keys), keys
+    sim.run(worker.stop())
+    assert sim.run(driver.clear()) == 1
+    assert sim.run(driver.dead_letters.purge()) == 2
+    assert private_redis.all_keys() == ["khadem:shop:seq"]  # only the id counter stays
+
+
+@pytest.mark.realtime
+def test_a_redis_restart_during_a_run_loses_no_job(registry: JobRegistry, private_redis: RedisServer) -> None:
+    """Real time: a worker works 300 jobs while its server is killed and restarted (its AOF brings
+    the data back). Every job completes, at least once; the worker reports the outage and goes on."""
+    registry.register(Counted)
+    Counted.done = []
+    n = 300
+
+    async def run() -> tuple[int, list[BaseException]]:
+        driver = RedisStorageDriver(
+            DriverConfig(
+                name="redis", poll_interval=timedelta(seconds=0.02), lease_time=timedelta(seconds=0.5)
+            ),
+            url=private_redis.url,
+            queue_name="restart",
+            registry=registry,
+        )
+        qm = QueueManager(driver=driver)
+        await qm.dispatch_batch([Counted(i) for i in range(n)])
+        errors: list[BaseException] = []
+        worker = await qm.start_worker(
+            run_in_background=True, concurrency=2, on_error=lambda error, _stack: errors.append(error)
+        )
+        while len(Counted.done) < n // 3:
+            await asyncio.sleep(0.001)
+        await asyncio.to_thread(private_redis.restart, 0.2)  # the worker runs on during the outage
+        deadline = time.monotonic() + 30
+        while (set(Counted.done) != set(range(n)) or await driver.size()) and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        await worker.stop()
+        depth = await driver.size()
+        await driver.dispose()
+        return depth, errors
+
+    depth, errors = asyncio.run(run())
+    assert set(Counted.done) == set(range(n)) and depth == 0  # none lost
+    assert errors and all(isinstance(e, StorageError) for e in errors)  # the outage was seen
+    assert len(Counted.done) - n <= 2  # a job runs again only if its ack was lost (two slots)
