@@ -71,3 +71,17 @@ class Recorded(QueueJob):
     def reset(cls, sim: Simulation) -> None:
         cls.runs = []
         cls.clock_of[:] = [sim]
+
+
+@dataclass
+class Invoice(QueueJob):
+    """A job for the durable drivers' tests: fails when asked; one retry, 10 s later."""
+
+    number: int
+    fail: bool = False
+    retry_delay = timedelta(seconds=10)
+    max_retries = 1
+
+    async def handle(self) -> None:
+        if self.fail:
+            raise RuntimeError(f"invoice {self.number} failed")

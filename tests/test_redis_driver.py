@@ -41,18 +41,7 @@ from khadem_lab import (
 )
 
 from .conftest import REDIS_URL, redis_keys, redis_queue_name
-
-
-@dataclass
-class Invoice(QueueJob):
-    number: int
-    fail: bool = False
-    retry_delay = timedelta(seconds=10)
-    max_retries = 1
-
-    async def handle(self) -> None:
-        if self.fail:
-            raise RuntimeError(f"invoice {self.number} failed")
+from .support import Invoice
 
 
 @dataclass

@@ -6,7 +6,6 @@ from __future__ import annotations
 import sqlite3
 import stat
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
@@ -18,7 +17,6 @@ from khadem_lab import (
     EventKind,
     EventLog,
     JobRegistry,
-    QueueJob,
     QueueManager,
     Simulation,
     SQLiteDriver,
@@ -26,17 +24,7 @@ from khadem_lab import (
     UnregisteredJobError,
 )
 
-
-@dataclass
-class Invoice(QueueJob):
-    number: int
-    fail: bool = False
-    retry_delay = timedelta(seconds=10)
-    max_retries = 1
-
-    async def handle(self) -> None:
-        if self.fail:
-            raise RuntimeError(f"invoice {self.number} failed")
+from .support import Invoice
 
 
 @pytest.fixture
