@@ -1,0 +1,451 @@
+"""Redis driver side by side with RQ, arq, Huey, Dramatiq and Celery (issue 4); bench/results/redis.{json,md}.
+
+    .venv/bin/python bench/redis_run.py            # 5 rounds, N = 10,000 jobs, ~10 minutes
+    .venv/bin/python bench/redis_run.py --quick    # smoke run: 2 rounds, N = 2,000
+
+One round = one run of every entry, each in a fresh interpreter pinned to CPU 1 (``taskset -c 1``),
+against one private redis-server pinned to CPU 0, the order rotated every round:
+
+  khadem        bench/redis_throughput.py (our venv)          dispatch, dispatch_batch, worker c1/c8
+  rq_simple     <peers>/rq_bench.py --many                     RQ SimpleWorker, burst
+  arq_poll10ms  <peers>/arq_bench.py --poll-delay 0.01         arq Worker, burst
+  huey_redis    <peers>/huey_bench.py --storage redis          RedisHuey, 1 thread worker
+  dramatiq_t8   <peers>/dramatiq_bench.py --threads 8          Dramatiq RedisBroker, 8 threads
+  celery_solo   <peers>/celery_bench.py                        Celery solo pool
+  redis_py      <peers>/redis_py_loop.py                       N LPUSH / RPOP, plain and pipelined
+
+The peer scripts run unchanged (same N) with the peers' venv (``--peers-python``, default
+/work/.venv-peers/bin/python) and ``PEERS_REDIS_URL`` set to the private server; they FLUSHDB their
+own db numbers (1-6), ours uses db 0 and a fresh queue_name per phase. The server: if nothing
+answers at ``--port`` (default 6390), ``taskset -c 0 redis-server --port P --bind 127.0.0.1 --save ''
+--appendonly no`` is started and stopped at the end; port 6379 is refused. Ratios are per round
+against the same round's figures, then the median. After the rounds an untimed pass (``--rt-n``
+jobs, 0: skip) runs every entry under ``bench/redis_roundtrips.py`` to count its Redis round trips.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+PEERS = Path(os.environ.get("KHADEM_PEERS", "/work/shared/bench/peers"))
+RESULTS = HERE / "results"
+TARGET_PROCESS = 3.0  # ours process / best peer process, same round
+TARGET_BATCH = 0.5  # ours dispatch_batch / redis-py pipelined LPUSH, same round
+PEER_ENTRIES = ("rq_simple", "arq_poll10ms", "huey_redis", "dramatiq_t8", "celery_solo")
+ENTRIES = ("khadem", *PEER_ENTRIES, "redis_py")
+PEER_ARGS = {
+    "rq_simple": ["rq_bench.py", "--many"],
+    "arq_poll10ms": ["arq_bench.py", "--poll-delay", "0.01"],
+    "huey_redis": ["huey_bench.py", "--storage", "redis"],
+    "dramatiq_t8": ["dramatiq_bench.py", "--threads", "8"],
+    "celery_solo": ["celery_bench.py"],
+    "redis_py": ["redis_py_loop.py"],
+}
+
+# -- delivery semantics (read in the installed sources; see bench/README.md) -----------------------
+DELIVERY: dict[str, str] = {
+    "khadem": "at least once: reserve (one Lua script) moves the job to `reserved` with a lease "
+    "(`lease_time`); ack (a second script) deletes it; a job whose worker dies runs again when the "
+    "lease ends",
+    "rq_simple": "at most once by default: the worker LPOPs the job id and records it in the "
+    "StartedJobRegistry; a job whose worker died is found abandoned and moved to the "
+    "FailedJobRegistry, re-run only if it was enqueued with a `Retry`",
+    "arq_poll10ms": 'at least once ("pessimistic execution"): the job stays in the queue\'s sorted set '
+    "while it runs, guarded by an in-progress key (WATCH/MULTI, PSETEX with a timeout); if the "
+    "worker dies, it runs again once that key expires",
+    "huey_redis": "at most once: dequeue is RPOP/BRPOP, the message is gone from Redis before the task runs",
+    "dramatiq_t8": "at least once: a Lua `fetch` moves messages into a per-consumer ack set, ack "
+    "removes them; the messages of a consumer whose heartbeat stops are requeued",
+    "celery_solo": "at most once with the default `acks_late=False`: the message is acked (removed "
+    "from kombu's `unacked` hash) before the task runs; with `acks_late=True` at least once "
+    "(visibility timeout 1 h)",
+    "redis_py": "no queue semantics: LPUSH / RPOP of a 64-byte value, the ceiling",
+}
+
+
+def entry_cmd(entry: str, n: int, peers_python: str) -> tuple[list[str], Path]:
+    pin = ["taskset", "-c", "1"]
+    if entry == "khadem":
+        return [*pin, sys.executable, str(HERE / "redis_throughput.py"), "--n", str(n)], ROOT
+    script, *args = PEER_ARGS[entry]
+    return [*pin, peers_python, str(PEERS / script), "--n", str(n), *args], PEERS
+
+
+def run_json(cmd: list[str], cwd: Path, env: dict[str, str]) -> list[dict[str, Any]]:
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, env=env)
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    return [json.loads(ln) for ln in proc.stdout.splitlines() if ln.startswith("{")]
+
+
+def brief(rec: dict[str, Any]) -> str:
+    if rec["bench"] == "khadem_redis":
+        return (
+            f"enqueue {rec['enqueue_rps']:,.0f}/s  process {rec['process_rps']:,.0f}/s  c8 "
+            f"{rec['process_c8_rps']:,.0f}/s  batch {rec['batch_rps']:,.0f}/s  "
+            f"all {rec['batch_all_rps']:,.0f}/s"
+        )
+    if rec["bench"] == "redis_py":
+        return (
+            f"lpush {rec['lpush_rps']:,.0f}/s  rpop {rec['rpop_rps']:,.0f}/s  pipelined lpush "
+            f"{rec['lpush_rps_pipe']:,.0f}/s  rpop {rec['rpop_rps_pipe']:,.0f}/s"
+        )
+    return f"enqueue {rec['enqueue_rps']:,.0f}/s  process {rec['process_rps']:,.0f}/s"
+
+
+# -- the private server ------------------------------------------------------------------------
+class Server:
+    def __init__(self, port: int) -> None:
+        if port == 6379:
+            raise SystemExit("port 6379 is the shared server; the peers FLUSHDB: use a private port")
+        self.port, self.pidfile, self.started = port, Path(f"/tmp/khadem-bench-redis-{port}.pid"), False
+
+    def cli(self, *args: str) -> str:
+        cmd = ["redis-cli", "-p", str(self.port), *args]
+        return subprocess.run(cmd, capture_output=True, text=True).stdout.strip()
+
+    def __enter__(self) -> Server:
+        if self.cli("ping") != "PONG":
+            cmd = ["taskset", "-c", "0", "redis-server", "--port", str(self.port), "--bind", "127.0.0.1"]
+            cmd += ["--save", "", "--appendonly", "no", "--daemonize", "yes", "--pidfile", str(self.pidfile)]
+            subprocess.run(cmd, check=True, capture_output=True)
+            self.started = True
+            for _ in range(50):
+                if self.cli("ping") == "PONG":
+                    break
+                time.sleep(0.1)
+        return self
+
+    def info(self) -> dict[str, Any]:
+        text = self.cli("info", "server")
+        fields = dict(ln.split(":", 1) for ln in text.splitlines() if ":" in ln)
+        pid = fields.get("process_id", "")
+        affinity = subprocess.run(["taskset", "-pc", pid], capture_output=True, text=True).stdout
+        return {
+            "version": fields.get("redis_version"),
+            "pid": pid,
+            "cpus": affinity.strip().rsplit(":", 1)[-1].strip(),
+            "started_by_harness": self.started,
+            "config": "--save '' --appendonly no (no persistence)",
+        }
+
+    def __exit__(self, *exc: object) -> None:
+        if self.started and self.pidfile.exists():
+            self.cli("shutdown", "nosave")
+            time.sleep(0.3)
+
+
+def summary(values: list[float]) -> dict[str, float]:
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--n", type=int, default=10_000, help="jobs per run (ours and the peers)")
+    p.add_argument("--rt-n", type=int, default=1000, help="jobs in the round-trip pass (0: skip)")
+    p.add_argument("--port", type=int, default=6390, help="the private redis-server")
+    p.add_argument("--peers-python", default="/work/.venv-peers/bin/python")
+    p.add_argument("--quick", action="store_true", help="smoke run: 2 rounds, N = 2,000")
+    p.add_argument("--out", type=Path, default=RESULTS)
+    p.add_argument("--render", type=Path, help="only rewrite the tables from this redis.json")
+    a = p.parse_args()
+    if a.render:
+        write(json.loads(a.render.read_text()), a.out)
+        return
+    if a.quick:
+        a.rounds, a.n, a.rt_n = 2, 2000, 300
+    for script, *_ in PEER_ARGS.values():
+        if not (PEERS / script).exists():
+            raise SystemExit(f"peer script {PEERS / script} not found (set KHADEM_PEERS)")
+    if not shutil.which("taskset") or not shutil.which("redis-server"):
+        raise SystemExit("needs taskset and redis-server")
+    env = {**os.environ, "PEERS_REDIS_URL": f"redis://127.0.0.1:{a.port}"}
+
+    started = time.time()
+    raw: list[dict[str, Any]] = []
+    round_trips: dict[str, Any] = {}
+    with Server(a.port) as server:
+        server_info = server.info()
+        print(f"redis-server {server_info}", file=sys.stderr, flush=True)
+        for r in range(a.rounds):
+            k = (r * 3) % len(ENTRIES)
+            for entry in ENTRIES[k:] + ENTRIES[:k]:
+                cmd, cwd = entry_cmd(entry, a.n, a.peers_python)
+                rec = run_json(cmd, cwd, env)[-1]
+                rec.update(entry=entry, round=r)
+                raw.append(rec)
+                print(f"round {r} {entry:13s} {brief(rec)}", file=sys.stderr, flush=True)
+        if a.rt_n:
+            for entry in ENTRIES:
+                cmd, cwd = entry_cmd(entry, a.rt_n, a.peers_python)
+                counter = [str(HERE / "redis_roundtrips.py"), "--n", str(a.rt_n), "--"]
+                if entry == "khadem":
+                    recs = run_json([*cmd, "--count-commands"], cwd, env)
+                    round_trips[entry] = {"phases": recs[-1]["commands"]}
+                else:
+                    recs = run_json([*cmd[:4], *counter, *cmd[4:]], cwd, env)
+                    round_trips[entry] = recs[-1]
+                print(f"round trips {entry:13s} {json.dumps(round_trips[entry])[:200]}", file=sys.stderr)
+        for db in range(7):  # leave the private server empty
+            server.cli("-n", str(db), "flushdb")
+
+    result = analyse(raw)
+    result["round_trips"] = round_trips
+    result["meta"] = {
+        "started": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(started)),
+        "duration_s": round(time.time() - started, 1),
+        "command": " ".join([".venv/bin/python", "bench/redis_run.py", *sys.argv[1:]]),
+        "python": platform.python_version(),
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
+        "loadavg_end": [round(x, 2) for x in os.getloadavg()],
+        "git": git_head(),
+        "rounds": a.rounds,
+        "n": a.n,
+        "rt_n": a.rt_n,
+        "server": server_info,
+        "pinning": "redis-server on CPU 0 (taskset -c 0), every client process on CPU 1 (taskset -c 1)",
+        "versions": versions(raw),
+    }
+    result["raw"] = raw
+    write(result, a.out)
+
+
+def versions(raw: list[dict[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for rec in raw:
+        out.update({k: v for k, v in rec.get("versions", {}).items() if k not in ("redis", "hiredis_parser")})
+        key = "redis-py (ours)" if rec["entry"] == "khadem" else "redis-py (peers)"
+        if rec.get("versions", {}).get("redis"):
+            out[key] = rec["versions"]["redis"]
+        parser = rec.get("hiredis_parser", rec.get("versions", {}).get("hiredis_parser"))
+        if parser is not None:
+            out["hiredis parser (ours)" if rec["entry"] == "khadem" else "hiredis parser (peers)"] = parser
+    return out
+
+
+def git_head() -> str | None:
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
+        )
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "khadem_lab"], capture_output=True, text=True, cwd=ROOT
+        )
+    except OSError:
+        return None
+    return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+
+
+OURS_FIGS = ("enqueue_rps", "process_rps", "process_c8_rps", "batch_rps", "batch_all_rps")
+PEER_FIGS = ("enqueue_rps", "process_rps", "process_rps_steady")
+PY_FIGS = ("lpush_rps", "rpop_rps", "lpush_rps_pipe", "rpop_rps_pipe")
+
+
+def analyse(raw: list[dict[str, Any]]) -> dict[str, Any]:
+    by = {(r["entry"], r["round"]): r for r in raw}
+    rounds = sorted({r["round"] for r in raw})
+    out: dict[str, Any] = {"figures": {}, "ratios": {}, "best_peer": []}
+    for entry in ENTRIES:
+        runs = [r for r in raw if r["entry"] == entry]
+        figs = OURS_FIGS if entry == "khadem" else PY_FIGS if entry == "redis_py" else PEER_FIGS
+        out["figures"][entry] = {f: summary([r[f] for r in runs if r.get(f)]) for f in figs}
+    per_round: dict[str, list[float]] = {k: [] for k in RATIO_LABELS}
+    for r in rounds:
+        ours, ceiling = by[("khadem", r)], by[("redis_py", r)]
+        best = max(PEER_ENTRIES, key=lambda e: by[(e, r)]["process_rps"])
+        best_rps = by[(best, r)]["process_rps"]
+        best_enq = max(by[(e, r)]["enqueue_rps"] for e in PEER_ENTRIES)
+        out["best_peer"].append({"round": r, "entry": best, "process_rps": best_rps})
+        per_round["process_over_best"].append(ours["process_rps"] / best_rps)
+        per_round["process_c8_over_best"].append(ours["process_c8_rps"] / best_rps)
+        per_round["batch_over_pipe"].append(ours["batch_rps"] / ceiling["lpush_rps_pipe"])
+        per_round["batch_all_over_pipe"].append(ours["batch_all_rps"] / ceiling["lpush_rps_pipe"])
+        per_round["enqueue_over_best"].append(ours["enqueue_rps"] / best_enq)
+        per_round["enqueue_over_lpush"].append(ours["enqueue_rps"] / ceiling["lpush_rps"])
+        per_round["process_over_rpop"].append(ours["process_rps"] / ceiling["rpop_rps"])
+    for name, values in per_round.items():
+        out["ratios"][name] = {**summary(values), "per_round": [round(x, 3) for x in values]}
+    out["targets"] = {
+        "process_3x_best_peer": out["ratios"]["process_over_best"]["median"] >= TARGET_PROCESS,
+        "batch_half_pipelined_lpush": out["ratios"]["batch_over_pipe"]["median"] >= TARGET_BATCH,
+        "batch_all_half_pipelined_lpush": out["ratios"]["batch_all_over_pipe"]["median"] >= TARGET_BATCH,
+    }
+    return out
+
+
+RATIO_LABELS = {
+    "process_over_best": "**ours process (worker, concurrency 1) / best peer process** (target >= 3)",
+    "process_c8_over_best": "ours process, concurrency 8 / best peer process",
+    "batch_over_pipe": "**ours dispatch_batch of 1,000 / redis-py pipelined LPUSH** (target >= 0.5)",
+    "batch_all_over_pipe": "**ours one dispatch_batch of all N / redis-py pipelined LPUSH** (target >= 0.5)",
+    "enqueue_over_best": "ours enqueue (one by one) / best peer enqueue",
+    "enqueue_over_lpush": "ours enqueue / redis-py unpipelined LPUSH (1 round trip each)",
+    "process_over_rpop": "ours process / redis-py unpipelined RPOP (1 round trip each)",
+}
+NAMES = {
+    "khadem": "khadem_lab `RedisStorageDriver`",
+    "rq_simple": "RQ `SimpleWorker` (burst)",
+    "arq_poll10ms": "arq, `poll_delay=0.01`",
+    "huey_redis": "Huey `RedisHuey`, 1 thread worker",
+    "dramatiq_t8": "Dramatiq `RedisBroker`, 8 worker threads",
+    "celery_solo": "Celery, solo pool",
+    "redis_py": "redis-py LPUSH / RPOP (the ceiling)",
+}
+
+
+def num(x: float) -> str:
+    return f"{x:,.0f}" if abs(x) >= 100 else f"{x:.3g}"
+
+
+def cell(s: dict[str, float] | None, form: Any = num, bold: bool = False) -> str:
+    if not s:
+        return ""
+    med = form(s["median"])
+    return f"{'**' + med + '**' if bold else med} ({form(s['min'])}-{form(s['max'])})"
+
+
+def cmd_text(entry: str, n: int) -> str:
+    if entry == "khadem":
+        return f"`.venv/bin/python bench/redis_throughput.py --n {n}`"
+    script, *args = PEER_ARGS[entry]
+    return f"`<peers>/{script} --n {n}{' ' + ' '.join(args) if args else ''}`"
+
+
+def markdown(res: dict[str, Any]) -> str:
+    meta, figs, ratios = res["meta"], res["figures"], res["ratios"]
+    v, srv = meta["versions"], meta["server"]
+    lines = [
+        f"# Redis driver against RQ, arq, Huey, Dramatiq and Celery ({meta['started']}, git {meta['git']})",
+        "",
+        f"`{meta['command']}`: {meta['rounds']} rounds, N = {meta['n']:,} no-op jobs per run, order "
+        f"rotated, each run a fresh interpreter; one private redis-server {srv['version']} "
+        f"({srv['config']}, on CPUs {srv['cpus']}); {meta['pinning']}. Python {meta['python']}; "
+        + ", ".join(f"{k} {val}" for k, val in v.items())
+        + f"; {meta['machine']}, load average at the end {meta['loadavg_end']}; "
+        f"{meta['duration_s']:.0f} s. Medians over the rounds (min-max).",
+        "",
+        "## Throughput, jobs/s (redis-py: operations/s)",
+        "",
+        "| entry | enqueue, one by one | process: one worker drains N | process, steady | "
+        "dispatch_batch x1,000 | dispatch_batch x N | process, concurrency 8 |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    k = figs["khadem"]
+    lines.append(
+        f"| {NAMES['khadem']} | {cell(k['enqueue_rps'])} | {cell(k['process_rps'], bold=True)} | | "
+        f"{cell(k['batch_rps'], bold=True)} | {cell(k['batch_all_rps'])} | {cell(k['process_c8_rps'])} |"
+    )
+    for entry in PEER_ENTRIES:
+        s = figs[entry]
+        lines.append(
+            f"| {NAMES[entry]} | {cell(s['enqueue_rps'])} | {cell(s['process_rps'])} | "
+            f"{cell(s.get('process_rps_steady'))} | | | |"
+        )
+    py = figs["redis_py"]
+    lines += [
+        f"| redis-py, one LPUSH / RPOP per round trip | {cell(py['lpush_rps'])} | {cell(py['rpop_rps'])} "
+        "(RPOP) | | | | |",
+        f"| redis-py, pipelines of 100 (`transaction=False`) | {cell(py['lpush_rps_pipe'], bold=True)} "
+        f"| {cell(py['rpop_rps_pipe'])} (RPOP) | | | | |",
+        "",
+        "Best peer per round (process): "
+        + ", ".join(f"{b['entry']} {b['process_rps']:,.0f}/s" for b in res["best_peer"])
+        + ".",
+        "",
+        "## Ratios (per round, same round's figures; median (min-max))",
+        "",
+        "| ratio | median (min-max) | per round |",
+        "|---|---:|---|",
+    ]
+    for name, label in RATIO_LABELS.items():
+        r = ratios[name]
+        lines.append(
+            f"| {label} | {cell(r, lambda x: f'{x:.2f}')} | {', '.join(f'{x:.2f}' for x in r['per_round'])} |"
+        )
+    t = res["targets"]
+    lines += [
+        "",
+        "## Targets",
+        "",
+        "* process >= 3 x the best peer's process, same run: "
+        f"**{'met' if t['process_3x_best_peer'] else 'missed'}** "
+        f"(median {ratios['process_over_best']['median']:.2f} x).",
+        f"* batch dispatch >= half the pipelined redis-py LPUSH rate: dispatch_batch of 1,000 "
+        f"**{'met' if t['batch_half_pipelined_lpush'] else 'missed'}** "
+        f"({ratios['batch_over_pipe']['median']:.2f} x); one dispatch_batch of all N "
+        f"**{'met' if t['batch_all_half_pipelined_lpush'] else 'missed'}** "
+        f"({ratios['batch_all_over_pipe']['median']:.2f} x).",
+    ]
+    rt = res.get("round_trips") or {}
+    if rt:
+        n = meta["rt_n"]
+        lines += [
+            "",
+            f"## Redis round trips per job (untimed pass, N = {n:,}, `bench/redis_roundtrips.py`)",
+            "",
+            "Client side: every write to the server (a command, a script call, a pipeline) is one "
+            "round trip. Ours per phase; the server side (`INFO commandstats` deltas) also counts the "
+            "commands run inside our Lua scripts.",
+            "",
+            "| ours, phase | round trips per job | by command | server commands per job |",
+            "|---|---:|---|---:|",
+        ]
+        for phase, c in rt["khadem"]["phases"].items():
+            by_cmd = ", ".join(f"{k} {val}" for k, val in c["round_trips"].items())
+            lines.append(
+                f"| {phase} | {c['round_trips_per_job']:.2f} | {by_cmd} | "
+                f"{c['server_commands_per_job']:.2f} |"
+            )
+        lines += [
+            "",
+            "| peer, whole script (enqueue one by one + drain; set-up and FLUSHDB included) "
+            "| round trips per job | top commands |",
+            "|---|---:|---|",
+        ]
+        for entry in (*PEER_ENTRIES, "redis_py"):
+            c = rt[entry]
+            top = ", ".join(f"{k} {val}" for k, val in list(c["by_command"].items())[:5])
+            lines.append(f"| {entry} | {c['per_job']:.2f} | {top} |")
+        ours = rt["khadem"]["phases"]
+        lines += [
+            "",
+            f"Ours, the comparable whole: enqueue + process = "
+            f"{ours['enqueue']['round_trips_per_job'] + ours['process']['round_trips_per_job']:.2f} per job. "
+            "(rq_simple's script also runs its `enqueue_many` phase, redis_py's both its plain and its "
+            "pipelined loops.)",
+        ]
+    lines += [
+        "",
+        "## Delivery semantics",
+        "",
+        "| entry | command | delivery |",
+        "|---|---|---|",
+    ]
+    for entry in ENTRIES:
+        lines.append(f"| {NAMES[entry]} | {cmd_text(entry, meta['n'])} | {DELIVERY[entry]} |")
+    return "\n".join(lines) + "\n"
+
+
+def write(result: dict[str, Any], out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "redis.json").write_text(json.dumps(result, indent=1) + "\n")
+    table = markdown(result)
+    (out / "redis.md").write_text(table)
+    print(table)
+
+
+if __name__ == "__main__":
+    main()
