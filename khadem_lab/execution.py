@@ -93,9 +93,17 @@ def describe(error: BaseException) -> str:
 
 
 async def execute(
-    driver: BaseQueueDriver, record: JobRecord, *, worker: str | None, hooks: Hooks = NO_HOOKS
+    driver: BaseQueueDriver,
+    record: JobRecord,
+    *,
+    worker: str | None,
+    hooks: Hooks = NO_HOOKS,
+    deferred_acks: list[JobRecord] | None = None,
 ) -> Outcome:
-    """Run the reserved ``record`` once and settle it. Storage errors propagate to the worker."""
+    """Run the reserved ``record`` once and settle it. Storage errors propagate to the worker.
+
+    With ``deferred_acks`` (a prefetching worker), a completed job is appended there instead of
+    acked now; the worker acks them together (:meth:`BaseQueueDriver.settle_acks`)."""
     clock = driver.clock
     job = record.job
     if job is None:
@@ -134,7 +142,11 @@ async def execute(
         error = exc
     else:
         finished = clock.time()
-        acked = await driver.ack_record(record)
+        if deferred_acks is not None:
+            deferred_acks.append(record)
+            acked: bool | None = True
+        else:
+            acked = await driver.ack_record(record)
         driver.emit(EventKind.COMPLETED, record, worker=worker, duration=finished - started, time=finished)
         if acked is False:
             driver.emit(EventKind.LEASE_LOST, record, worker=worker, time=finished)

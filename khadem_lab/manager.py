@@ -174,6 +174,7 @@ class QueueManager:
         queues: Sequence[str] | None = None,
         driver: str | None = None,
         name: str | None = None,
+        prefetch: int = 1,
     ) -> Worker:
         """Start a worker, as in the spec.
 
@@ -181,7 +182,10 @@ class QueueManager:
         ``timeout``: stop after that long (the job in hand finishes). ``run_in_background``:
         return at once with the running :class:`~khadem_lab.worker.Worker` (stop it with
         ``await worker.stop()``); otherwise return when it ends. ``concurrency``: jobs at once.
-        ``queues``: the queues to take jobs from, in priority order (None: all).
+        ``queues``: the queues to take jobs from, in priority order (None: all). ``prefetch``:
+        each slot reserves up to that many jobs at once and acks finished ones together (fewer
+        round trips to a remote store; the prefetched jobs are in hand: a graceful stop finishes
+        them, and a crash before their acks makes them run again once their leases end).
         """
         worker = Worker(
             self.get_driver(driver),
@@ -192,6 +196,7 @@ class QueueManager:
             delay=delay,
             timeout=timeout,
             hooks=Hooks(on_job_start, on_job_complete, on_job_error, on_error),
+            prefetch=prefetch,
         )
         self._workers.append(worker)
         if run_in_background:

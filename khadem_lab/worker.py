@@ -9,6 +9,7 @@ next poll (drivers shared between processes).
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -19,6 +20,7 @@ from .execution import NO_HOOKS, Hooks, Outcome, execute, report_error
 
 if TYPE_CHECKING:
     from .drivers.base import BaseQueueDriver
+    from .records import JobRecord
 
 #: Longest pause between retries of a failing storage call (a server that is down).
 MAX_ERROR_BACKOFF = 30.0
@@ -51,6 +53,7 @@ class Worker:
         delay: timedelta | float | None = None,
         timeout: timedelta | float | None = None,
         hooks: Hooks = NO_HOOKS,
+        prefetch: int = 1,
     ) -> None:
         if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
             raise ValueError(f"concurrency must be an integer >= 1, got {concurrency!r}")
@@ -58,6 +61,9 @@ class Worker:
             isinstance(max_jobs, bool) or not isinstance(max_jobs, int) or max_jobs < 0
         ):
             raise ValueError(f"max_jobs must be None or an integer >= 0, got {max_jobs!r}")
+        if isinstance(prefetch, bool) or not isinstance(prefetch, int) or prefetch < 1:
+            raise ValueError(f"prefetch must be an integer >= 1, got {prefetch!r}")
+        self.prefetch = prefetch
         self.driver = driver
         self.name = name
         self.queues = list(queues) if queues is not None else None
@@ -148,33 +154,50 @@ class Worker:
         clock = driver.clock
         stats = self.stats
         queues = self.queues
+        prefetch = self.prefetch
+        # A prefetching slot reserves several jobs in one go and acks finished ones together
+        # (one round trip each for a remote store); the jobs it holds count as "in hand".
+        held: deque[JobRecord] = deque()
+        deferred: list[JobRecord] | None = [] if prefetch > 1 else None
         failures = 0
-        while not self._stopping:
-            if self.max_jobs is not None and self._claimed >= self.max_jobs:
-                break
-            if self._deadline is not None and clock.time() >= self._deadline:
-                break
-            self._claimed += 1
-            try:
-                record = await driver.reserve(queues, worker=slot_name)
-            except Exception as exc:  # storage trouble (a server down): report, back off, go on
-                self._claimed -= 1
-                failures += 1
-                stats.errors += 1
-                await report_error(self.hooks, exc)
-                backoff = min(
-                    MAX_ERROR_BACKOFF, to_seconds(driver.config.poll_interval) * 2 ** (failures - 1)
-                )
-                await self._pause(backoff)
-                continue
-            failures = 0
-            if record is None:
-                self._claimed -= 1
-                await self._idle()
-                continue
+        while held or not self._stopping:
+            if not held:
+                if deferred:
+                    await self._settle(deferred, slot_name)
+                if self.max_jobs is not None and self._claimed >= self.max_jobs:
+                    break
+                if self._deadline is not None and clock.time() >= self._deadline:
+                    break
+                want = prefetch if self.max_jobs is None else min(prefetch, self.max_jobs - self._claimed)
+                self._claimed += want
+                try:
+                    if prefetch == 1:
+                        record = await driver.reserve(queues, worker=slot_name)
+                        taken = [] if record is None else [record]
+                    else:
+                        taken = await driver.reserve_many(queues, worker=slot_name, limit=want)
+                except Exception as exc:  # storage trouble (a server down): report, back off, go on
+                    self._claimed -= want
+                    failures += 1
+                    stats.errors += 1
+                    await report_error(self.hooks, exc)
+                    backoff = min(
+                        MAX_ERROR_BACKOFF, to_seconds(driver.config.poll_interval) * 2 ** (failures - 1)
+                    )
+                    await self._pause(backoff)
+                    continue
+                failures = 0
+                self._claimed -= want - len(taken)
+                if not taken:
+                    await self._idle()
+                    continue
+                held.extend(taken)
+            record = held.popleft()
             self._busy += 1
             try:
-                outcome = await execute(driver, record, worker=slot_name, hooks=self.hooks)
+                outcome = await execute(
+                    driver, record, worker=slot_name, hooks=self.hooks, deferred_acks=deferred
+                )
             except Exception as exc:  # settling failed in storage; the lease brings the job back
                 stats.errors += 1
                 await report_error(self.hooks, exc)
@@ -193,6 +216,18 @@ class Worker:
                 stats.lease_lost += 1
             if self.delay:
                 await self._pause(self.delay)
+        if deferred:
+            await self._settle(deferred, slot_name)
+
+    async def _settle(self, deferred: list[JobRecord], slot_name: str) -> None:
+        """Ack the finished jobs a prefetching slot holds; a failure is reported (their leases
+        bring them back: they run again, at least once)."""
+        try:
+            await self.driver.settle_acks(deferred, worker=slot_name)
+        except Exception as exc:
+            self.stats.errors += 1
+            await report_error(self.hooks, exc)
+        deferred.clear()
 
     async def _idle(self) -> None:
         if self._stopping:

@@ -381,9 +381,14 @@ class QueueHarness:
         return [e.job_id for e in self.log.events[seen:] if e.kind is EventKind.DISPATCHED]
 
     def start_worker(
-        self, queues: Sequence[str] | None = None, *, name: str = "w1", concurrency: int = 1
+        self,
+        queues: Sequence[str] | None = None,
+        *,
+        name: str = "w1",
+        concurrency: int = 1,
+        prefetch: int = 1,
     ) -> Worker:
-        worker = Worker(self.driver, name=name, queues=queues, concurrency=concurrency)
+        worker = Worker(self.driver, name=name, queues=queues, concurrency=concurrency, prefetch=prefetch)
         worker.task = self.sim.spawn(worker.run(), name=name)
         self.workers.append(worker)
         return worker

@@ -327,6 +327,43 @@ def test_a_run_that_outlives_its_lease_settles_nothing(make_queue: Callable[...,
     assert [w.stats.lease_lost for w in queue.workers] == [1, 0]
 
 
+def test_a_prefetching_worker_runs_each_job_once_in_order(make_queue: Callable[..., QueueHarness]) -> None:
+    """prefetch=4: a slot reserves up to four jobs at once and acks finished ones together; the
+    order, the times and the outcome are those of a worker taking them one by one."""
+    queue = make_queue()
+    needs_queue(queue)
+    ids = queue.dispatch_many([Task(f"t{i}", work=2, fail_until=1 if i == 2 else 0) for i in range(6)])
+    late = queue.dispatch(Task("late", work=2), delay=5)
+    worker = queue.start_worker(prefetch=4)
+    queue.advance(100)
+    runs = [(t, job) for t, job in queue.starts()]
+    assert runs == [
+        (0, ids[0]),
+        (2, ids[1]),
+        (4, ids[2]),
+        (6, ids[3]),
+        (8, ids[4]),
+        (10, ids[5]),
+        (12, late),
+        (16, ids[2]),
+    ]
+    assert [e.attempt for e in queue.events(ids[2], K.STARTED)] == [1, 2]  # its retry came due at 16
+    assert queue.size() == 0 and queue.dead() == []
+    assert [e.job_id for e in queue.events(None, K.LEASE_LOST)] == []
+    assert worker.stats.completed == 7 and worker.stats.retried == 1
+
+
+def test_a_graceful_stop_finishes_the_prefetched_jobs(make_queue: Callable[..., QueueHarness]) -> None:
+    queue = make_queue()
+    needs_queue(queue)
+    ids = queue.dispatch_many([Task(f"t{i}", work=10) for i in range(5)])
+    worker = queue.start_worker(prefetch=3)
+    queue.advance(5)  # the slot holds t0..t2, t0 is running
+    queue.run(worker.stop())
+    assert [job for _, job in queue.starts()] == ids[:3]  # the jobs in hand ran; no new ones
+    assert queue.counts() == (2, 0, 0) and queue.dead() == []
+
+
 # ============================================================================== retries
 @pytest.mark.parametrize(
     ("retry_delay", "delays"),

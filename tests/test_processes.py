@@ -50,9 +50,11 @@ def dispatch(config: dict[str, Any], jobs: list[Numbered]) -> None:
     asyncio.run(run())
 
 
-def start_worker(config: dict[str, Any], log: Path, concurrency: int = 1) -> subprocess.Popen[bytes]:
+def start_worker(
+    config: dict[str, Any], log: Path, concurrency: int = 1, prefetch: int = 1
+) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, str(SCRIPT), json.dumps(config), str(log), str(concurrency)],
+        [sys.executable, str(SCRIPT), json.dumps(config), str(log), str(concurrency), str(prefetch)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
@@ -75,14 +77,17 @@ def stats_of(config: dict[str, Any]) -> dict[str, Any]:
     return asyncio.run(run())
 
 
+@pytest.mark.parametrize("prefetch", [1, 20])
 @pytest.mark.parametrize("kind", DURABLE_DRIVERS)
-def test_four_worker_processes_run_each_of_10000_jobs_exactly_once(kind: str, tmp_path: Path) -> None:
+def test_four_worker_processes_run_each_of_10000_jobs_exactly_once(
+    kind: str, prefetch: int, tmp_path: Path
+) -> None:
     config = config_for(kind, tmp_path)
     log = tmp_path / "runs.log"
     n = 10_000
     dispatch(config, [Numbered(i) for i in range(n)])
 
-    workers = [start_worker(config, log) for _ in range(4)]
+    workers = [start_worker(config, log, prefetch=prefetch) for _ in range(4)]
     for worker in workers:
         _, err = worker.communicate(timeout=300)
         assert worker.returncode == 0, err.decode()
@@ -96,8 +101,9 @@ def test_four_worker_processes_run_each_of_10000_jobs_exactly_once(kind: str, tm
     assert stats["queue_depth"] == 0 and stats["dead_ids"] == []
 
 
+@pytest.mark.parametrize("prefetch", [1, 20])
 @pytest.mark.parametrize("kind", DURABLE_DRIVERS)
-def test_crash_drill_sigkill_loses_nothing(kind: str, tmp_path: Path) -> None:
+def test_crash_drill_sigkill_loses_nothing(kind: str, prefetch: int, tmp_path: Path) -> None:
     """Workers are killed with SIGKILL at random moments and replaced. Afterwards every job has
     completed or is dead-lettered, and a job ran more than once only if a killed worker had it."""
     config = config_for(kind, tmp_path, lease_time=0.5, max_retries=5)
@@ -107,14 +113,14 @@ def test_crash_drill_sigkill_loses_nothing(kind: str, tmp_path: Path) -> None:
     rng = random.Random(7)
 
     killed: set[int] = set()
-    workers = [start_worker(config, log) for _ in range(4)]
+    workers = [start_worker(config, log, prefetch=prefetch) for _ in range(4)]
     for _ in range(8):  # eight kills, each at a random moment, each victim replaced
         time.sleep(rng.uniform(0.1, 0.4))
         victim = workers.pop(rng.randrange(len(workers)))
         os.kill(victim.pid, signal.SIGKILL)
         victim.wait()
         killed.add(victim.pid)
-        workers.append(start_worker(config, log))
+        workers.append(start_worker(config, log, prefetch=prefetch))
     for worker in workers:
         _, err = worker.communicate(timeout=300)
         assert worker.returncode == 0, err.decode()

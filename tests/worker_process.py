@@ -1,6 +1,6 @@
 """A real worker process for the multi-process tests of the durable drivers.
 
-    python tests/worker_process.py CONFIG_JSON LOG_PATH [CONCURRENCY]
+    python tests/worker_process.py CONFIG_JSON LOG_PATH [CONCURRENCY [PREFETCH]]
 
 Builds a QueueManager from the config, works the default driver until the queue is empty (nothing
 waiting, nothing reserved by anyone), then stops. Each job appends ``start N PID`` and ``done N PID``
@@ -42,10 +42,10 @@ class Numbered(QueueJob):
 register_queue_jobs([Numbered])
 
 
-async def work(config: dict[str, object], concurrency: int) -> None:
+async def work(config: dict[str, object], concurrency: int, prefetch: int) -> None:
     qm = QueueManager(config)
     qm.load_from_config()
-    worker = await qm.start_worker(run_in_background=True, concurrency=concurrency)
+    worker = await qm.start_worker(run_in_background=True, concurrency=concurrency, prefetch=prefetch)
     while True:
         await asyncio.sleep(0.05)
         if worker.busy == 0 and await qm.driver.size() == 0:
@@ -56,4 +56,6 @@ async def work(config: dict[str, object], concurrency: int) -> None:
 
 if __name__ == "__main__":
     LOG_FD = os.open(sys.argv[2], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-    asyncio.run(work(json.loads(sys.argv[1]), int(sys.argv[3]) if len(sys.argv) > 3 else 1))
+    concurrency = int(sys.argv[3]) if len(sys.argv) > 3 else 1
+    prefetch = int(sys.argv[4]) if len(sys.argv) > 4 else 1
+    asyncio.run(work(json.loads(sys.argv[1]), concurrency, prefetch))

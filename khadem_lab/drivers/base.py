@@ -201,6 +201,26 @@ class BaseQueueDriver(abc.ABC):
         of a vanished worker back; drivers shared between processes also find it at their polls."""
         return None
 
+    async def reserve_records(
+        self, queues: Sequence[str] | None, now: float, worker: str | None, limit: int
+    ) -> list[JobRecord]:
+        """Optional primitive. Up to ``limit`` reservations at once (for a worker that prefetches),
+        exactly as that many :meth:`reserve_record` calls would make them, in order; fewer if
+        fewer are available. Default: calls :meth:`reserve_record`. A remote store overrides it
+        to make them in one round trip."""
+        taken: list[JobRecord] = []
+        while len(taken) < limit:
+            record = await self.reserve_record(queues, now, worker)
+            if record is None:
+                break
+            taken.append(record)
+        return taken
+
+    async def ack_records(self, records: Sequence[JobRecord]) -> list[bool | None]:
+        """Optional primitive. :meth:`ack_record` for several finished reservations at once, one
+        result each. Default: one by one; a remote store overrides it to use one round trip."""
+        return [await self.ack_record(record) for record in records]
+
     def lease_may_have_ended(self, now: float) -> bool:
         """Optional primitive, not awaited: False only if the driver knows for sure that no lease
         ended by ``now``, so :meth:`reserve` can skip :meth:`reclaim_expired`. Default: True."""
@@ -370,18 +390,50 @@ class BaseQueueDriver(abc.ABC):
 
     async def reserve(self, queues: Sequence[str] | None, *, worker: str | None) -> JobRecord | None:
         """Take the next available job: first bring back jobs whose lease ran out."""
+        if self.shared_between_processes:
+            taken = await self.reserve_many(queues, worker=worker, limit=1)
+            return taken[0] if taken else None
         now = self.clock.time()
-        expired_records = await self.reclaim_expired(now) if self.lease_may_have_ended(now) else ()
-        for expired in expired_records:
+        if self.lease_may_have_ended(now):
+            self._announce_reclaimed(await self.reclaim_expired(now), now)
+        record = await self.reserve_record(queues, now, worker)
+        if record is not None and self.events.by_kind[EventKind.RESERVED]:
+            self.emit(EventKind.RESERVED, record, worker=worker, time=now)
+        return record
+
+    async def reserve_many(
+        self, queues: Sequence[str] | None, *, worker: str | None, limit: int
+    ) -> list[JobRecord]:
+        """Take up to ``limit`` available jobs (a prefetching worker): leases first, as reserve."""
+        if limit == 1 and not self.shared_between_processes:
+            record = await self.reserve(queues, worker=worker)
+            return [] if record is None else [record]
+        now = self.clock.time()
+        if self.lease_may_have_ended(now):
+            self._announce_reclaimed(await self.reclaim_expired(now), now)
+        taken = await self.reserve_records(queues, now, worker, limit)
+        if self.events.by_kind[EventKind.RESERVED]:
+            for record in taken:
+                self.emit(EventKind.RESERVED, record, worker=worker, time=now)
+        return taken
+
+    def _announce_reclaimed(self, records: list[JobRecord], now: float) -> None:
+        for expired in records:
             self.emit(EventKind.LEASE_EXPIRED, expired, available_at=now, error=expired.last_error, time=now)
             if expired.status is JobStatus.DEAD:
                 self.emit(EventKind.DEAD_LETTERED, expired, error=expired.last_error, time=now)
             else:
                 self.notify(expired.queue, now)
-        record = await self.reserve_record(queues, now, worker)
-        if record is not None and self.events.by_kind[EventKind.RESERVED]:
-            self.emit(EventKind.RESERVED, record, worker=worker, time=now)
-        return record
+
+    async def settle_acks(self, records: list[JobRecord], *, worker: str | None) -> None:
+        """Ack finished jobs whose ack a prefetching worker deferred; a lost reservation is
+        reported as LEASE_LOST, as :func:`~khadem_lab.execution.execute` would."""
+        if not records:
+            return
+        results = await self.ack_records(records)
+        for record, acked in zip(records, results, strict=True):
+            if acked is False:
+                self.emit(EventKind.LEASE_LOST, record, worker=worker)
 
     async def wait_for_job(
         self,

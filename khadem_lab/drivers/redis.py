@@ -413,6 +413,34 @@ class RedisStorageDriver(BaseQueueDriver):
         fields = self._script(self._reserve, repr(now), lease, _opt(worker), *(queues or ()))
         return None if fields is None else _record(fields)
 
+    async def reserve_records(
+        self, queues: Sequence[str] | None, now: float, worker: str | None, limit: int
+    ) -> list[JobRecord]:
+        """``limit`` reserve scripts in one pipeline: one round trip; each runs atomically."""
+        if limit == 1 or (queues is not None and not queues):
+            record = await self.reserve_record(queues, now, worker)
+            return [] if record is None else [record]
+        args = [self.prefix, repr(now), repr(self.lease_seconds), _opt(worker), *(queues or ())]
+        replies = self._pipelined(lambda pipe: [self._reserve(args=args, client=pipe) for _ in range(limit)])
+        return [_record(fields) for fields in replies if fields is not None]
+
+    async def ack_records(self, records: Sequence[JobRecord]) -> list[bool | None]:
+        """The ack scripts of several jobs in one pipeline: one round trip."""
+        if len(records) == 1:
+            return [await self.ack_record(records[0])]
+        replies = self._pipelined(
+            lambda pipe: [self._ack(args=[self.prefix, r.id, r.attempts], client=pipe) for r in records]
+        )
+        return [bool(reply) for reply in replies]
+
+    def _pipelined(self, queue_calls: Callable[[Any], object]) -> list[Any]:
+        def run() -> list[Any]:
+            pipe = self.client.pipeline(transaction=False)
+            queue_calls(pipe)
+            return list(pipe.execute())
+
+        return list(self._io(run))
+
     # A settle (ack, release, bury) only touches the reservation it was given: if the lease ran
     # out and another worker took the job since (attempts moved on), it is a no-op.
     async def ack_record(self, record: JobRecord) -> bool:
