@@ -17,6 +17,9 @@ stored job goes through JSON, a Lua script and the registry. Each phase is timed
                                                               -> batch_rps
      then ``await qm.start_worker(max_jobs=N, concurrency=8)`` drains them -> process_c8_rps
   C. (fresh queue) one ``await qm.dispatch_batch(all N jobs)`` -> batch_all_rps
+  D. (fresh queue) the same batch, then ``await qm.start_worker(max_jobs=N, prefetch=--prefetch)``
+     (default 100: each reserve takes up to that many jobs in one pipelined round trip, and
+     finished jobs are acked together)                      -> process_prefetch_rps
 
 ``process_rps`` is the figure comparable to the peers' ``process_rps`` (one worker from its start
 until the N-th job ran). After each drain the queue must be empty and N jobs completed.
@@ -109,17 +112,17 @@ class Commands:
         }
 
 
-async def drain(qm: QueueManager, n: int, concurrency: int) -> float:
+async def drain(qm: QueueManager, n: int, concurrency: int, prefetch: int = 1) -> float:
     """Time one worker draining the N queued jobs; check they all ran and the queue is empty."""
     t0 = time.perf_counter()
-    worker = await qm.start_worker(max_jobs=n, concurrency=concurrency)
+    worker = await qm.start_worker(max_jobs=n, concurrency=concurrency, prefetch=prefetch)
     seconds = time.perf_counter() - t0
     assert worker.stats.completed == n, worker.stats
     assert await qm.driver.size() == 0
     return seconds
 
 
-async def measure(url: str, n: int, batch: int, count: bool) -> dict[str, Any]:
+async def measure(url: str, n: int, batch: int, count: bool, prefetch: int = 100) -> dict[str, Any]:
     perf = time.perf_counter
     times: dict[str, float] = {}
     commands: dict[str, Any] = {}
@@ -169,6 +172,15 @@ async def measure(url: str, n: int, batch: int, count: bool) -> dict[str, Any]:
     await qm.driver.clear()
     await qm.dispose()
 
+    # D: the same batch, then one worker that prefetches.
+    qm = make_manager(url, "d")
+    await qm.dispatch_batch([NoopJob(i) for i in range(n)])
+    cmd.start()
+    times["process_prefetch"] = await drain(qm, n, 1, prefetch)
+    commands["process_prefetch"] = cmd.stop(n)
+    await qm.driver.clear()
+    await qm.dispose()
+
     def rps(phase: str) -> float:
         return round(n / times[phase], 1)
 
@@ -181,6 +193,8 @@ async def measure(url: str, n: int, batch: int, count: bool) -> dict[str, Any]:
         "batch_rps": rps("batch"),
         "batch_all_rps": rps("batch_all"),
         "process_c8_rps": rps("process_c8"),
+        "process_prefetch_rps": rps("process_prefetch"),
+        "prefetch": prefetch,
         **{f"{k}_s": round(v, 4) for k, v in times.items()},
         "commands": commands if count else None,
         "versions": {
@@ -198,9 +212,10 @@ def main() -> None:
     p.add_argument("--url", default=os.environ.get("PEERS_REDIS_URL", "redis://127.0.0.1:6390") + "/0")
     p.add_argument("--n", type=int, default=10_000, help="jobs")
     p.add_argument("--batch", type=int, default=1000, help="jobs per dispatch_batch call in phase B")
+    p.add_argument("--prefetch", type=int, default=100, help="prefetch of the worker in phase D")
     p.add_argument("--count-commands", action="store_true", help="Redis commands per job (INFO)")
     a = p.parse_args()
-    print(json.dumps(asyncio.run(measure(a.url, a.n, a.batch, a.count_commands))), flush=True)
+    print(json.dumps(asyncio.run(measure(a.url, a.n, a.batch, a.count_commands, a.prefetch))), flush=True)
 
 
 if __name__ == "__main__":
