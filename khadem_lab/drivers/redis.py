@@ -92,22 +92,47 @@ end
 """
 )
 
-# ARGV: prefix, count, then per record: queue, type, payload, display_name, max_retries,
-# timeout (optional), available_at, created_at. Returns the first seq (= id) given.
+# ARGV: prefix, then one JSON array of the records, each [queue, type, payload, display_name,
+# max_retries, timeout (optional), available_at, created_at], all strings (times as Python's
+# repr, so no digit is lost in Lua numbers). Returns the first seq (= id) given. Ids come from
+# INCRBY and never repeat (clear keeps the counter), so each job hash is new: one HSET per job;
+# the sorted-set members go in with one ZADD per key for up to 500 jobs.
 PUSH = """
-local n = tonumber(ARGV[2])
+local jobs = cjson.decode(ARGV[2])
+local n = #jobs
 local first = redis.call('INCRBY', P .. 'seq', n) - n + 1
-for i = 0, n - 1 do
-  local b = 3 + i * 8
-  local id = string.format('%d', first + i)
-  local job = P .. 'job:' .. id
-  redis.call('DEL', job)
-  redis.call('HSET', job, 'id', id, 'seq', id, 'queue', ARGV[b], 'type', ARGV[b + 1],
-    'payload', ARGV[b + 2], 'display_name', ARGV[b + 3], 'max_retries', ARGV[b + 4],
-    'available_at', ARGV[b + 6], 'created_at', ARGV[b + 7], 'attempts', '0', 'status', 'pending')
-  setopt(job, 'timeout', ARGV[b + 5])
-  enqueue(id, ARGV[b], ARGV[b + 6], id)
+local adds, queues = {}, {}
+local function flush()
+  for key, args in pairs(adds) do redis.call('ZADD', key, unpack(args)) end
+  adds = {}
 end
+local function add(key, score, m)
+  local args = adds[key]
+  if args == nil then args = {}; adds[key] = args end
+  args[#args + 1] = score
+  args[#args + 1] = m
+end
+for i = 1, n do
+  local j = jobs[i]
+  local id = string.format('%d', first + i - 1)
+  local job = P .. 'job:' .. id
+  if j[6] == '' then
+    redis.call('HSET', job, 'id', id, 'seq', id, 'queue', j[1], 'type', j[2], 'payload', j[3],
+      'display_name', j[4], 'max_retries', j[5], 'available_at', j[7], 'created_at', j[8],
+      'attempts', '0', 'status', 'pending')
+  else
+    redis.call('HSET', job, 'id', id, 'seq', id, 'queue', j[1], 'type', j[2], 'payload', j[3],
+      'display_name', j[4], 'max_retries', j[5], 'available_at', j[7], 'created_at', j[8],
+      'attempts', '0', 'status', 'pending', 'timeout', string.sub(j[6], 2))
+  end
+  local m = member(id, id)
+  add(P .. 'pending', j[7], m)
+  add(P .. 'queue:' .. j[1], j[7], m)
+  queues[j[1]] = true
+  if i % 500 == 0 then flush() end
+end
+flush()
+for q in pairs(queues) do redis.call('SADD', P .. 'queues', q) end
 return first
 """
 
@@ -386,20 +411,22 @@ class RedisStorageDriver(BaseQueueDriver):
 
     # -- primitives -----------------------------------------------------------------------------
     async def push_records(self, records: Sequence[JobRecord]) -> None:
-        args: list[str | int] = [len(records)]
-        for r in records:
-            payload = r.payload if isinstance(r.payload, str) else json.dumps(r.payload)
-            args += (
-                r.queue,
-                r.type,
-                payload,
-                r.display_name,
-                r.max_retries,
-                _opt(r.timeout),
-                repr(r.available_at),
-                repr(r.created_at),
-            )
-        first = int(self._script(self._push, *args))  # one script call for the whole batch
+        rows = json.dumps(
+            [
+                [
+                    r.queue,
+                    r.type,
+                    r.payload if isinstance(r.payload, str) else json.dumps(r.payload),
+                    r.display_name,
+                    str(r.max_retries),
+                    _opt(r.timeout),
+                    repr(r.available_at),
+                    repr(r.created_at),
+                ]
+                for r in records
+            ]
+        )
+        first = int(self._script(self._push, rows))  # one script call for the whole batch
         for offset, record in enumerate(records):
             record.seq = first + offset
             record.id = str(record.seq)  # unique across processes, and the same in every rerun
