@@ -26,16 +26,16 @@ import argparse
 import hashlib
 import json
 import os
-import platform
 import re
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from harness import run_meta, summary
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -202,10 +202,6 @@ def count_flushes(entry: str, n: int, scratch: Path) -> dict[str, Any]:
     return {"n": n, "calls": calls, "per_job": round(sum(calls.values()) / n, 3)}
 
 
-def summary(values: list[float]) -> dict[str, float]:
-    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--rounds", type=int, default=5)
@@ -258,13 +254,7 @@ def main() -> None:
     result["flushes"] = flushes
     changed = sorted(k for k, v in source_hashes().items() if hashes.get(k) != v)
     result["meta"] = {
-        "started": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(started)),
-        "duration_s": round(time.time() - started, 1),
-        "command": " ".join([".venv/bin/python", "bench/durable_run.py", *sys.argv[1:]]),
-        "python": platform.python_version(),
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
-        "loadavg_end": [round(x, 2) for x in os.getloadavg()],
-        "git": git_head(),
+        **run_meta("durable_run.py", started),
         "rounds": a.rounds,
         "n": a.n,
         "probe_k": a.probe_k,
@@ -295,19 +285,6 @@ def source_hashes() -> dict[str, str]:
     """sha256 (first 12 hex digits) of the driver sources: a change during the run is reported."""
     drivers = ROOT / "khadem_lab" / "drivers"
     return {f.name: hashlib.sha256(f.read_bytes()).hexdigest()[:12] for f in sorted(drivers.glob("*.py"))}
-
-
-def git_head() -> str | None:
-    try:
-        head = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
-        )
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "khadem_lab"], capture_output=True, text=True, cwd=ROOT
-        ).stdout.strip()
-        return head.stdout.strip() + ("+dirty" if dirty else "")
-    except OSError:
-        return None
 
 
 OUR_FIGURES = [

@@ -34,23 +34,13 @@ import platform
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from harness import NoopJob
+
 import khadem_lab
-from khadem_lab import QueueJob, QueueManager, register_queue_jobs
-
-
-@dataclass
-class NoopJob(QueueJob):
-    i: int
-
-    async def handle(self) -> None:
-        return None
-
-
-register_queue_jobs([NoopJob])
+from khadem_lab import QueueManager
 
 
 def make_manager(driver: str, fsync: str, directory: Path) -> QueueManager:

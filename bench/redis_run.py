@@ -28,14 +28,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
-import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
+
+from harness import run_meta, summary
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -147,10 +147,6 @@ class Server:
             time.sleep(0.3)
 
 
-def summary(values: list[float]) -> dict[str, float]:
-    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--rounds", type=int, default=5)
@@ -205,13 +201,7 @@ def main() -> None:
     result = analyse(raw)
     result["round_trips"] = round_trips
     result["meta"] = {
-        "started": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(started)),
-        "duration_s": round(time.time() - started, 1),
-        "command": " ".join([".venv/bin/python", "bench/redis_run.py", *sys.argv[1:]]),
-        "python": platform.python_version(),
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
-        "loadavg_end": [round(x, 2) for x in os.getloadavg()],
-        "git": git_head(),
+        **run_meta("redis_run.py", started),
         "rounds": a.rounds,
         "n": a.n,
         "rt_n": a.rt_n,
@@ -234,19 +224,6 @@ def versions(raw: list[dict[str, Any]]) -> dict[str, Any]:
         if parser is not None:
             out["hiredis parser (ours)" if rec["entry"] == "khadem" else "hiredis parser (peers)"] = parser
     return out
-
-
-def git_head() -> str | None:
-    try:
-        head = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
-        )
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "khadem_lab"], capture_output=True, text=True, cwd=ROOT
-        )
-    except OSError:
-        return None
-    return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
 
 
 OURS_FIGS = (

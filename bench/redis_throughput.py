@@ -41,25 +41,14 @@ import platform
 import secrets
 import time
 from collections import Counter
-from dataclasses import dataclass
 from typing import Any
 
 import redis
+from harness import NoopJob
 from redis.utils import HIREDIS_AVAILABLE
 
 import khadem_lab
-from khadem_lab import QueueJob, QueueManager, register_queue_jobs
-
-
-@dataclass
-class NoopJob(QueueJob):
-    i: int
-
-    async def handle(self) -> None:
-        return None
-
-
-register_queue_jobs([NoopJob])
+from khadem_lab import QueueManager
 
 
 def make_manager(url: str, phase: str) -> QueueManager:

@@ -26,8 +26,6 @@ import argparse
 import json
 import math
 import os
-import platform
-import statistics
 import subprocess
 import sys
 import time
@@ -35,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from erlang import mean_ci95, mmc_wq
+from harness import run_meta, summary
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -70,10 +69,6 @@ def entry_cmd(entry: str, n: int, seed: int) -> list[str]:
     if entry == "floor":
         return [py, str(HERE / "asyncio_floor.py"), "--n", str(n), "--seed", str(seed)]
     raise ValueError(entry)
-
-
-def summary(values: list[float]) -> dict[str, float]:
-    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
 
 
 def row(label: str, stats: dict[str, float], form: Any, *, bold: bool = False) -> str:
@@ -130,13 +125,7 @@ def main() -> None:
 
     result = analyse(raw, a, entries)
     result["meta"] = {
-        "started": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(started)),
-        "duration_s": round(time.time() - started, 1),
-        "command": " ".join([".venv/bin/python", "bench/run.py", *sys.argv[1:]]),
-        "python": platform.python_version(),
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
-        "loadavg_end": [round(x, 2) for x in os.getloadavg()],
-        "git": git_head(),
+        **run_meta("run.py", started),
         "rounds": a.rounds,
         "n": a.n,
         "mmc_n": a.mmc_n,
@@ -163,19 +152,6 @@ def brief(rec: dict[str, Any]) -> str:
         f"seed {rec['seed']} n {rec['n']:,}  wall {rec['wall_s']:.3f} s  "
         f"Wq {rec['wq_bm']:.3f} ± {rec['wq_bm_ci95']:.3f}"
     )
-
-
-def git_head() -> str | None:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
-        )
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "khadem_lab"], capture_output=True, text=True, cwd=ROOT
-        ).stdout.strip()
-        return out.stdout.strip() + ("+dirty" if dirty else "")
-    except OSError:
-        return None
 
 
 MEMORY_FIGURES = [
