@@ -59,8 +59,11 @@ class QueueJob:
 
     def to_json(self) -> dict[str, Any]:
         """The job's data as a JSON-ready dict (dataclass fields, or public instance attributes)."""
-        if dataclasses.is_dataclass(self):
-            return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.init}
+        names = _DATA_FIELDS.get(type(self))
+        if names is None and dataclasses.is_dataclass(self):
+            names = _DATA_FIELDS[type(self)] = tuple(f.name for f in dataclasses.fields(self) if f.init)
+        if names is not None:
+            return {name: getattr(self, name) for name in names}
         return {k: v for k, v in vars(self).items() if not k.startswith("_") and k not in JOB_OPTIONS}
 
     @classmethod
@@ -74,6 +77,7 @@ class QueueJob:
 
 
 _CLASS_OVERRIDES: dict[tuple[type, str], bool] = {}
+_DATA_FIELDS: dict[type, tuple[str, ...]] = {}  # a dataclass job's constructor fields, per class
 
 
 def option_overridden(job: QueueJob, name: str) -> bool:

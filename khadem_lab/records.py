@@ -53,6 +53,9 @@ class JobRecord:
     error_type: str | None = None
     failed_at: float | None = None
     job: QueueJob | None = field(default=None, repr=False)
+    #: The payload's JSON text when the record was just built from a job (drivers that store text
+    #: use it rather than encoding the payload again); None otherwise.
+    payload_json: str | None = field(default=None, repr=False)
 
     @property
     def max_attempts(self) -> int:

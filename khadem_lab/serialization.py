@@ -7,6 +7,7 @@ registry (:mod:`khadem_lab.registry`), so only registered classes can ever be bu
 from __future__ import annotations
 
 import json
+from json.encoder import c_make_encoder, encode_basestring_ascii  # type: ignore[attr-defined]
 from typing import Any
 
 from .errors import SerializationError, UnregisteredJobError
@@ -14,21 +15,49 @@ from .job import QueueJob
 from .registry import JobRegistry
 
 
+def _refuse(value: object) -> Any:
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+# Compact JSON text of a payload. json.dumps and JSONEncoder.encode build a new C encoder on every
+# call; a payload is encoded once per dispatch, so one C encoder is built here and kept, with the
+# arguments JSONEncoder.iterencode gives it for separators (",", ":") and allow_nan=False (and no
+# circular-reference markers: a cyclic payload ends in RecursionError). Where the C accelerator is
+# missing or differs, the pure-Python encoder does the same.
+_COMPACT = json.JSONEncoder(separators=(",", ":"), allow_nan=False, default=_refuse)
+try:
+    _C_ENCODER = c_make_encoder(None, _refuse, encode_basestring_ascii, None, ":", ",", False, False, False)
+except TypeError:  # pragma: no cover - no accelerator (c_make_encoder is None), or another signature
+    _C_ENCODER = None
+
+
+def _compact(payload: dict[str, Any]) -> str:
+    if _C_ENCODER is not None:
+        return "".join(_C_ENCODER(payload, 0))
+    return _COMPACT.encode(payload)  # pragma: no cover
+
+
 def encode_payload(job: QueueJob) -> dict[str, Any]:
     """``job.to_json()``, checked to be plain JSON (so nothing is stored that cannot be read back)."""
+    return encode_payload_json(job)[0]
+
+
+def encode_payload_json(job: QueueJob) -> tuple[dict[str, Any], str]:
+    """``job.to_json()`` and its compact JSON text (the check's own output, so a driver that stores
+    text does not encode the payload a second time)."""
     payload = job.to_json()
     if not isinstance(payload, dict):
         raise SerializationError(
             f"{type(job).__name__}.to_json() must return a dict, got {type(payload).__name__}"
         )
     try:
-        json.dumps(payload, allow_nan=False)
-    except (TypeError, ValueError) as exc:
+        text = _compact(payload)
+    except (TypeError, ValueError, RecursionError) as exc:
         raise SerializationError(
             f"{type(job).__name__} cannot be stored as JSON: {exc}. Keep job fields to str, int, "
             "float, bool, None, lists and dicts, or override to_json()/from_json()."
         ) from exc
-    return payload
+    return payload, text
 
 
 def decode_job(type_name: str, payload: dict[str, Any] | str | None, registry: JobRegistry) -> QueueJob:
@@ -38,7 +67,8 @@ def decode_job(type_name: str, payload: dict[str, Any] | str | None, registry: J
     line, kept as text by the driver so that the error can show it)."""
     if isinstance(payload, str):
         shown = payload if len(payload) <= 80 else payload[:77] + "..."
-        raise SerializationError(f"stored {type_name} job has a payload that is not a JSON object: {shown!r}")
+        what = f"stored {type_name} job" if type_name else "stored job (its type unreadable)"
+        raise SerializationError(f"{what} has a payload that is not a JSON object: {shown!r}")
     cls = registry.resolve(type_name)  # UnregisteredJobError names the fix
     try:
         return cls.from_json(dict(payload or {}))

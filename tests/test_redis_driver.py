@@ -273,14 +273,27 @@ def test_a_payload_that_is_not_json_is_dead_lettered_and_the_worker_goes_on(
     qm = QueueManager(driver=driver, clock=sim.clock)
     log = EventLog()
     qm.subscribe(log)
-    sim.run(qm.dispatch_batch([Invoice(1), Invoice(2)]))
+    sim.run(qm.dispatch_batch([Invoice(1), Invoice(2), Invoice(3)]))
     with redis.Redis.from_url(REDIS_URL) as client:
-        client.hset(f"khadem:{name}:job:1", "payload", "{broken")
-    sim.run(qm.start_worker(max_jobs=2))
+        key = f"khadem:{name}:job:"
+        head, payload = client.hget(key + "1", "body").split(b"\n")  # the header line, the payload
+        assert payload == b'{"number":1,"fail":false}'
+        client.hset(key + "1", "body", head + b"\n{broken")  # the payload damaged
+        client.hset(key + "2", "body", b"[garbled")  # the whole body damaged, header included
+    sim.run(qm.start_worker(max_jobs=3))
     dead = sim.run(driver.dead_letters.list())
-    assert [(d.id, d.error_type) for d in dead] == [("1", "SerializationError")]
-    assert "not a JSON object: '{broken'" in (dead[0].error or "")
-    assert [e.job_id for e in log.of_kind(EventKind.COMPLETED)] == ["2"]
+    assert [(d.id, d.type, d.error_type) for d in dead] == [
+        ("1", "Invoice", "SerializationError"),
+        ("2", "", "SerializationError"),
+    ]
+    assert "stored Invoice job has a payload that is not a JSON object: '{broken'" in (dead[0].error or "")
+    assert "stored job (its type unreadable) has a payload that is not a JSON object: '[garbled'" in (
+        dead[1].error or ""
+    )
+    assert [e.job_id for e in log.of_kind(EventKind.COMPLETED)] == ["3"]
+    # what is kept can still be purged or requeued (to the queue the job was taken from)
+    assert sim.run(driver.dead_letters.requeue("2")) is True
+    assert sim.run(driver.size()) == 1
 
 
 def test_an_unregistered_stored_type_is_dead_lettered_with_the_reason(

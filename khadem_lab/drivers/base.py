@@ -30,7 +30,7 @@ from ..job import QueueJob, option_overridden
 from ..metrics import QueueMetrics
 from ..records import JobRecord, JobStatus, QueueCounts
 from ..registry import JobRegistry, default_registry
-from ..serialization import encode_payload
+from ..serialization import encode_payload_json
 
 log = logging.getLogger(__name__)
 P = ParamSpec("P")
@@ -360,12 +360,12 @@ class BaseQueueDriver(abc.ABC):
         if not isinstance(job, QueueJob):
             raise TypeError(f"only QueueJob instances can be dispatched, got {job!r}")
         type_name = self.registry.name_of(job)
-        payload = None
+        payload = payload_json = None
         live_job: QueueJob | None = job
         if self.serializes_jobs:
             if not self.registry.is_registered(job):
                 raise UnregisteredJobError(type_name, self.registry.names)
-            payload = encode_payload(job)
+            payload, payload_json = encode_payload_json(job)
             live_job = None
         max_retries = job.max_retries if option_overridden(job, "max_retries") else self.config.max_retries
         if type(max_retries) is not int or max_retries < 0:
@@ -386,6 +386,7 @@ class BaseQueueDriver(abc.ABC):
             self.clock.time(),
         )
         record.job = live_job
+        record.payload_json = payload_json
         return record
 
     async def reserve(self, queues: Sequence[str] | None, *, worker: str | None) -> JobRecord | None:

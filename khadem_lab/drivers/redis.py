@@ -6,13 +6,24 @@ twice and none is half-written. All keys of a queue live under one prefix, ``kha
 
 - ``seq``: the counter ids and sequence numbers come from (``INCR``), so ids are unique across
   processes and the same in every rerun of a simulation;
-- ``job:ID``: a hash, one field per :class:`~khadem_lab.records.JobRecord` field (None: absent);
-- ``pending`` and ``queue:NAME``: sorted sets of the waiting jobs, of all queues and of one queue,
-  scored by ``available_at``; members are ``SEQ:ID`` with the sequence number zero-padded to 20
-  digits, so ties at one instant are ordered by seq: the order is exactly ``(available_at, seq)``;
-- ``queues``: the set of queue names with waiting jobs (for ``clear``);
+- ``job:ID``: a hash. ``body`` is written once, at dispatch, by the client: a JSON header line
+  ``[queue, type, display_name, max_retries, timeout, created_at, available_at]``, a newline, then
+  the payload's JSON; the scripts store it as it came and never re-encode it. ``timeout`` (only
+  when the job has one) is there for the lease. The fields that change are written when they
+  first differ from a new job's (``status`` pending, ``attempts`` 0, ``seq`` = the id,
+  ``available_at`` and ``queue`` from the header): ``status``, ``attempts``, ``seq``,
+  ``available_at``, ``queue``, ``reserved_until``, ``reserved_by``, ``last_error``,
+  ``error_type``, ``failed_at``;
+- ``queue:NAME``: a sorted set per queue of its waiting jobs, scored by ``available_at``; members
+  are ``SEQ:ID`` with the sequence number zero-padded to 20 digits, so ties at one instant are
+  ordered by seq: the order is exactly ``(available_at, seq)``, within a queue and, for a worker
+  that takes any queue, across them;
+- ``queues``: the set of queue names with waiting jobs;
 - ``reserved``: a sorted set of the reserved jobs (``SEQ:ID``) scored by ``reserved_until``;
 - ``dead``: a sorted set of the dead letters (``ID``) scored by the seq they died with.
+
+A dispatched job so costs the server one small hash and one sorted-set entry: a batch of a
+thousand jobs is one script call that the server runs in a few milliseconds.
 
 Times come from the injected clock and are passed to the scripts as arguments (never Redis TIME,
 EXPIRE or a blocking pop's timeout). The client is redis-py's synchronous one: a round trip holds
@@ -39,17 +50,11 @@ if TYPE_CHECKING:
     from redis import Redis
     from redis.commands.core import Script
 
+#: The hash fields a script returns for a job (after its id), in this order.
 FIELDS = (
-    "id",
+    "body",
     "seq",
-    "queue",
-    "type",
-    "payload",
-    "display_name",
-    "max_retries",
-    "timeout",
     "available_at",
-    "created_at",
     "attempts",
     "status",
     "reserved_until",
@@ -57,9 +62,12 @@ FIELDS = (
     "last_error",
     "error_type",
     "failed_at",
+    "queue",
 )
 LEASE_EXPIRED = "LeaseExpired: its worker stopped during the last attempt"
 URL_SCHEMES = ("redis://", "rediss://", "unix://")
+COMPACT = (",", ":")
+HEADS_CACHED = 256  # job headers (all but the two times) kept per driver, for batch dispatch
 
 # Shared by every script. ARGV[1] is always the key prefix. An optional text argument is "" for
 # None and "=" + the text otherwise (so an empty text is not None).
@@ -71,99 +79,110 @@ PRELUDE = (
 local P = ARGV[1]
 local function member(seq, id) return string.format('%020d:', tonumber(seq)) .. id end
 local function id_of(m) return string.sub(m, 22) end
-local function fetch(job) return redis.call('HMGET', job, unpack(FIELDS)) end
+local function fetch(job, id)
+  local fields = redis.call('HMGET', job, unpack(FIELDS))
+  table.insert(fields, 1, id)
+  return fields
+end
 local function setopt(job, field, value)
   if value == '' then redis.call('HDEL', job, field)
   else redis.call('HSET', job, field, string.sub(value, 2)) end
 end
 local function take_seq() return string.format('%d', redis.call('INCR', P .. 'seq')) end
 local function enqueue(id, queue, at, seq)
-  local m = member(seq, id)
-  redis.call('ZADD', P .. 'pending', at, m)
-  redis.call('ZADD', P .. 'queue:' .. queue, at, m)
+  redis.call('ZADD', P .. 'queue:' .. queue, at, member(seq, id))
   redis.call('SADD', P .. 'queues', queue)
 end
 -- the reservation given (by its attempts) is still the current one: its seq, else nil
-local function held(job, attempts)
+local function held(job, id, attempts)
   local state = redis.call('HMGET', job, 'status', 'attempts', 'seq')
   if state[1] ~= 'reserved' or state[2] ~= attempts then return nil end
-  return state[3]
+  return state[3] or id
 end
 """
 )
 
-# ARGV: prefix, then one JSON array of the records, each [queue, type, payload, display_name,
-# max_retries, timeout (optional), available_at, created_at], all strings (times as Python's
-# repr, so no digit is lost in Lua numbers). Returns the first seq (= id) given. Ids come from
-# INCRBY and never repeat (clear keeps the counter), so each job hash is new: one HSET per job;
-# the sorted-set members go in with one ZADD per key for up to 500 jobs.
+# ARGV: prefix, how many jobs, then one group per run of jobs with the same queue and timeout:
+# queue, timeout (optional), k, then k pairs (available_at, body); times as Python's repr, so no
+# digit is lost in Lua numbers. Returns the first id given (ids are consecutive, in ARGV order).
+# Ids come from INCRBY and never repeat (clear keeps the counter), so each job hash is new.
 PUSH = """
-local jobs = cjson.decode(ARGV[2])
-local n = #jobs
+local n = tonumber(ARGV[2])
 local first = redis.call('INCRBY', P .. 'seq', n) - n + 1
-local adds, queues = {}, {}
-local function flush()
-  for key, args in pairs(adds) do redis.call('ZADD', key, unpack(args)) end
-  adds = {}
-end
-local function add(key, score, m)
-  local args = adds[key]
-  if args == nil then args = {}; adds[key] = args end
-  args[#args + 1] = score
-  args[#args + 1] = m
-end
-for i = 1, n do
-  local j = jobs[i]
-  local id = string.format('%d', first + i - 1)
-  local job = P .. 'job:' .. id
-  if j[6] == '' then
-    redis.call('HSET', job, 'id', id, 'seq', id, 'queue', j[1], 'type', j[2], 'payload', j[3],
-      'display_name', j[4], 'max_retries', j[5], 'available_at', j[7], 'created_at', j[8],
-      'attempts', '0', 'status', 'pending')
-  else
-    redis.call('HSET', job, 'id', id, 'seq', id, 'queue', j[1], 'type', j[2], 'payload', j[3],
-      'display_name', j[4], 'max_retries', j[5], 'available_at', j[7], 'created_at', j[8],
-      'attempts', '0', 'status', 'pending', 'timeout', string.sub(j[6], 2))
+local seq, i = first, 3
+while i <= #ARGV do
+  local queue, timeout, k = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
+  local key = P .. 'queue:' .. queue
+  i = i + 3
+  local adds = {}
+  for _ = 1, k do
+    local id = string.format('%d', seq)
+    if timeout == '' then redis.call('HSET', P .. 'job:' .. id, 'body', ARGV[i + 1])
+    else redis.call('HSET', P .. 'job:' .. id, 'body', ARGV[i + 1], 'timeout', string.sub(timeout, 2)) end
+    adds[#adds + 1] = ARGV[i]
+    adds[#adds + 1] = member(seq, id)
+    if #adds == 1000 then redis.call('ZADD', key, unpack(adds)); adds = {} end
+    seq, i = seq + 1, i + 2
   end
-  local m = member(id, id)
-  add(P .. 'pending', j[7], m)
-  add(P .. 'queue:' .. j[1], j[7], m)
-  queues[j[1]] = true
-  if i % 500 == 0 then flush() end
+  if #adds > 0 then redis.call('ZADD', key, unpack(adds)) end
+  redis.call('SADD', P .. 'queues', queue)
 end
-flush()
-for q in pairs(queues) do redis.call('SADD', P .. 'queues', q) end
 return first
 """
 
 # ARGV: prefix, now, lease seconds, worker (optional), then the queues in priority order (none:
-# all queues by (available_at, seq)). Returns the reserved job's fields, or nil.
+# all queues, by (available_at, seq) across them). Returns the reserved job's fields, or nil.
 RESERVE = """
 local now = ARGV[2]
-local function take(key)
+-- the first due member of a queue and its score, or nil
+local function due(queue)
+  local first = redis.call('ZRANGEBYSCORE', P .. 'queue:' .. queue, '-inf', now, 'WITHSCORES', 'LIMIT', 0, 1)
+  return first[1], first[2]
+end
+-- take member m off its queue; reserve its job, or nil if the job is gone (keys removed by hand)
+local function claim(queue, m)
+  local key = P .. 'queue:' .. queue
+  redis.call('ZREM', key, m)
+  if redis.call('EXISTS', key) == 0 then redis.call('SREM', P .. 'queues', queue) end
+  local id = id_of(m)
+  local job = P .. 'job:' .. id
+  local state = redis.call('HMGET', job, 'body', 'status', 'timeout')
+  if not state[1] or (state[2] and state[2] ~= 'pending') then return nil end
+  local untl = string.format('%.17g', tonumber(now) + tonumber(ARGV[3]) + tonumber(state[3] or '0'))
+  redis.call('HINCRBY', job, 'attempts', 1)
+  if ARGV[4] == '' then
+    redis.call('HSET', job, 'status', 'reserved', 'reserved_until', untl, 'queue', queue)
+  else
+    redis.call('HSET', job, 'status', 'reserved', 'reserved_until', untl, 'queue', queue,
+      'reserved_by', string.sub(ARGV[4], 2))
+  end
+  redis.call('ZADD', P .. 'reserved', untl, m)
+  return fetch(job, id)
+end
+if #ARGV == 4 then
   while true do
-    local m = redis.call('ZRANGEBYSCORE', key, '-inf', now, 'LIMIT', 0, 1)[1]
-    if not m then return nil end
-    local job = P .. 'job:' .. id_of(m)
-    local queue = redis.call('HGET', job, 'queue')
-    redis.call('ZREM', P .. 'pending', m)
-    if queue then redis.call('ZREM', P .. 'queue:' .. queue, m) end
-    if queue and redis.call('HGET', job, 'status') == 'pending' then
-      local timeout = tonumber(redis.call('HGET', job, 'timeout') or '0')
-      local untl = string.format('%.17g', tonumber(now) + tonumber(ARGV[3]) + timeout)
-      redis.call('HINCRBY', job, 'attempts', 1)
-      redis.call('HSET', job, 'status', 'reserved', 'reserved_until', untl)
-      setopt(job, 'reserved_by', ARGV[4])
-      redis.call('ZADD', P .. 'reserved', untl, m)
-      return fetch(job)
+    local best, best_at, best_queue = nil, nil, nil
+    for _, queue in ipairs(redis.call('SMEMBERS', P .. 'queues')) do
+      local m, at = due(queue)
+      if m then
+        at = tonumber(at)
+        if not best or at < best_at or (at == best_at and m < best) then
+          best, best_at, best_queue = m, at, queue
+        end
+      end
     end
-    -- a member whose job hash is gone (keys removed by hand) is dropped; look again
+    if not best then return nil end
+    local found = claim(best_queue, best)
+    if found then return found end
   end
 end
-if #ARGV == 4 then return take(P .. 'pending') end
 for i = 5, #ARGV do
-  local found = take(P .. 'queue:' .. ARGV[i])
-  if found then return found end
+  while true do
+    local m = due(ARGV[i])
+    if not m then break end
+    local found = claim(ARGV[i], m)
+    if found then return found end
+  end
 end
 return nil
 """
@@ -172,7 +191,7 @@ return nil
 ACK = """
 local id = ARGV[2]
 local job = P .. 'job:' .. id
-local seq = held(job, ARGV[3])
+local seq = held(job, id, ARGV[3])
 if not seq then return 0 end
 redis.call('ZREM', P .. 'reserved', member(seq, id))
 redis.call('DEL', job)
@@ -184,7 +203,7 @@ return 1
 RELEASE = """
 local id = ARGV[2]
 local job = P .. 'job:' .. id
-local seq = held(job, ARGV[3])
+local seq = held(job, id, ARGV[3])
 if not seq then return 0 end
 redis.call('ZREM', P .. 'reserved', member(seq, id))
 local new = take_seq()
@@ -201,7 +220,7 @@ return tonumber(new)
 BURY = """
 local id = ARGV[2]
 local job = P .. 'job:' .. id
-local seq = held(job, ARGV[3])
+local seq = held(job, id, ARGV[3])
 if not seq then return 0 end
 redis.call('ZREM', P .. 'reserved', member(seq, id))
 local new = take_seq()
@@ -215,19 +234,25 @@ return tonumber(new)
 """
 
 # ARGV: prefix, now, the lease-expired message. Returns the fields of each job whose lease ended,
-# in (reserved_until, seq) order, which is also the order they get their new seqs in.
+# in (reserved_until, seq) order, which is also the order they get their new seqs in. A job whose
+# header cannot be read counts as having no retries left.
 RECLAIM = """
 local now = ARGV[2]
+local function max_retries(body)
+  local ok, head = pcall(cjson.decode, string.match(body or '', '^[^\\n]*'))
+  if ok and type(head) == 'table' then return tonumber(head[4]) or 0 end
+  return 0
+end
 local out = {}
 for _, m in ipairs(redis.call('ZRANGEBYSCORE', P .. 'reserved', '-inf', now)) do
   redis.call('ZREM', P .. 'reserved', m)
   local id = id_of(m)
   local job = P .. 'job:' .. id
-  local state = redis.call('HMGET', job, 'status', 'attempts', 'max_retries', 'queue')
+  local state = redis.call('HMGET', job, 'status', 'attempts', 'body', 'queue')
   if state[1] == 'reserved' then
     local new = take_seq()
     redis.call('HDEL', job, 'reserved_until', 'reserved_by')
-    if tonumber(state[2]) >= tonumber(state[3]) + 1 then
+    if tonumber(state[2]) >= max_retries(state[3]) + 1 then
       redis.call('HSET', job, 'status', 'dead', 'seq', new, 'last_error', ARGV[3],
         'error_type', 'LeaseExpired', 'failed_at', now)
       redis.call('ZADD', P .. 'dead', new, id)
@@ -235,23 +260,48 @@ for _, m in ipairs(redis.call('ZRANGEBYSCORE', P .. 'reserved', '-inf', now)) do
       redis.call('HSET', job, 'status', 'pending', 'seq', new, 'available_at', now)
       enqueue(id, state[4], now, new)
     end
-    out[#out + 1] = fetch(job)
+    out[#out + 1] = fetch(job, id)
   end
 end
 return out
 """
 
+# ARGV: prefix, now. The waiting jobs that are due and all the waiting jobs, over every queue,
+# and the reserved jobs: {ready, waiting, reserved}, one consistent view.
+COUNTS = """
+local ready, waiting = 0, 0
+for _, queue in ipairs(redis.call('SMEMBERS', P .. 'queues')) do
+  local key = P .. 'queue:' .. queue
+  ready = ready + redis.call('ZCOUNT', key, '-inf', ARGV[2])
+  waiting = waiting + redis.call('ZCARD', key)
+end
+return {ready, waiting, redis.call('ZCARD', P .. 'reserved')}
+"""
+
+# ARGV: prefix, then the queues (none: all). The earliest available_at among their waiting jobs
+# (as stored, a string with every digit), or nil.
+NEXT_AT = """
+local queues = {}
+for i = 2, #ARGV do queues[#queues + 1] = ARGV[i] end
+if #ARGV == 1 then queues = redis.call('SMEMBERS', P .. 'queues') end
+local best, best_at = nil, nil
+for _, queue in ipairs(queues) do
+  local at = redis.call('ZRANGE', P .. 'queue:' .. queue, 0, 0, 'WITHSCORES')[2]
+  if at and (not best or tonumber(at) < best) then best, best_at = tonumber(at), at end
+end
+return best_at
+"""
+
 # ARGV: prefix. Removes every waiting and reserved job (not the dead letters); returns how many.
 CLEAR = """
 local n = 0
-for _, key in ipairs({P .. 'pending', P .. 'reserved'}) do
+local keys = {P .. 'reserved'}
+for _, queue in ipairs(redis.call('SMEMBERS', P .. 'queues')) do keys[#keys + 1] = P .. 'queue:' .. queue end
+for _, key in ipairs(keys) do
   for _, m in ipairs(redis.call('ZRANGE', key, 0, -1)) do
     n = n + redis.call('DEL', P .. 'job:' .. id_of(m))
   end
   redis.call('DEL', key)
-end
-for _, queue in ipairs(redis.call('SMEMBERS', P .. 'queues')) do
-  redis.call('DEL', P .. 'queue:' .. queue)
 end
 redis.call('DEL', P .. 'queues')
 return n
@@ -261,7 +311,7 @@ return n
 DEAD = """
 local out = {}
 for _, id in ipairs(redis.call('ZRANGE', P .. 'dead', 0, tonumber(ARGV[2]))) do
-  out[#out + 1] = fetch(P .. 'job:' .. id)
+  out[#out + 1] = fetch(P .. 'job:' .. id, id)
 end
 return out
 """
@@ -291,7 +341,7 @@ for _, id in ipairs(dead_ids()) do
   redis.call('HSET', job, 'status', 'pending', 'seq', new, 'attempts', '0', 'available_at', now)
   redis.call('HDEL', job, 'failed_at')
   enqueue(id, redis.call('HGET', job, 'queue'), now, new)
-  out[#out + 1] = fetch(job)
+  out[#out + 1] = fetch(job, id)
 end
 return out
 """
@@ -304,7 +354,7 @@ PURGE = (
 local out = {}
 for _, id in ipairs(dead_ids()) do
   local job = P .. 'job:' .. id
-  out[#out + 1] = fetch(job)
+  out[#out + 1] = fetch(job, id)
   redis.call('ZREM', P .. 'dead', id)
   redis.call('DEL', job)
 end
@@ -388,6 +438,8 @@ class RedisStorageDriver(BaseQueueDriver):
         self._release, self._bury, self._reclaim = register(RELEASE), register(BURY), register(RECLAIM)
         self._clear, self._dead = register(CLEAR), register(DEAD)
         self._requeue, self._purge = register(REQUEUE), register(PURGE)
+        self._counts, self._next_at = register(COUNTS), register(NEXT_AT)
+        self._heads: dict[tuple[Any, ...], str] = {}
 
     # -- round trips ----------------------------------------------------------------------------
     def _io(self, call: Callable[[], Any]) -> Any:
@@ -405,31 +457,44 @@ class RedisStorageDriver(BaseQueueDriver):
     def _script(self, script: Script, *args: str | int) -> Any:
         return self._io(lambda: script(args=[self.prefix, *args]))
 
+    def _script_args(self, script: Script, args: list[str | int]) -> Any:
+        return self._io(lambda: script(args=args))
+
     def _first_score(self, key: str) -> float | None:
         first = self._io(lambda: self.client.zrange(key, 0, 0, withscores=True))
         return float(first[0][1]) if first else None
 
     # -- primitives -----------------------------------------------------------------------------
     async def push_records(self, records: Sequence[JobRecord]) -> None:
-        rows = json.dumps(
-            [
-                [
-                    r.queue,
-                    r.type,
-                    r.payload if isinstance(r.payload, str) else json.dumps(r.payload),
-                    r.display_name,
-                    str(r.max_retries),
-                    _opt(r.timeout),
-                    repr(r.available_at),
-                    repr(r.created_at),
-                ]
-                for r in records
-            ]
-        )
-        first = int(self._script(self._push, rows))  # one script call for the whole batch
+        args: list[str | int] = [self.prefix, len(records)]
+        group: tuple[str, float | None] | None = None
+        count_at = 0
+        body = self._body
+        for r in records:
+            if (r.queue, r.timeout) != group:  # a new run of jobs with one queue and timeout
+                group = (r.queue, r.timeout)
+                args += (r.queue, _opt(r.timeout), 0)
+                count_at = len(args) - 1
+            args[count_at] += 1  # type: ignore[operator]
+            args += (repr(r.available_at), body(r))
+        first = int(self._script_args(self._push, args))  # one script call for the whole batch
         for offset, record in enumerate(records):
             record.seq = first + offset
             record.id = str(record.seq)  # unique across processes, and the same in every rerun
+
+    def _body(self, r: JobRecord) -> str:
+        """A job's ``body``: its JSON header line, a newline, its payload's JSON."""
+        key = (r.queue, r.type, r.display_name, r.max_retries, r.timeout)
+        head = self._heads.get(key)
+        if head is None:
+            if len(self._heads) >= HEADS_CACHED:
+                self._heads.clear()
+            head = json.dumps(list(key), separators=COMPACT)[:-1]  # open: the times follow
+            self._heads[key] = head
+        payload = r.payload_json
+        if payload is None:
+            payload = r.payload if isinstance(r.payload, str) else json.dumps(r.payload, separators=COMPACT)
+        return f"{head},{r.created_at!r},{r.available_at!r}]\n{payload}"
 
     async def reserve_record(
         self, queues: Sequence[str] | None, now: float, worker: str | None
@@ -511,32 +576,14 @@ class RedisStorageDriver(BaseQueueDriver):
         return [_record(fields) for fields in self._script(self._reclaim, repr(now), LEASE_EXPIRED)]
 
     async def counts(self, now: float) -> QueueCounts:
-        pending, reserved = self.prefix + "pending", self.prefix + "reserved"
-
-        def read() -> Any:
-            pipe = self.client.pipeline(transaction=True)  # one round trip, one consistent view
-            pipe.zcount(pending, "-inf", repr(now))
-            pipe.zcard(pending)
-            pipe.zcard(reserved)
-            return pipe.execute()
-
-        ready, waiting, held = self._io(read)
+        ready, waiting, held = self._script(self._counts, repr(now))  # one consistent view
         return QueueCounts(int(ready), int(waiting) - int(ready), int(held))
 
     async def next_available_at(self, queues: Sequence[str] | None) -> float | None:
-        if queues is None:
-            return self._first_score(self.prefix + "pending")
-        if not queues:
+        if queues is not None and not queues:
             return None
-
-        def read() -> Any:
-            pipe = self.client.pipeline(transaction=False)
-            for queue in queues:
-                pipe.zrange(f"{self.prefix}queue:{queue}", 0, 0, withscores=True)
-            return pipe.execute()
-
-        firsts = [float(first[0][1]) for first in self._io(read) if first]
-        return min(firsts, default=None)
+        earliest = self._script(self._next_at, *(queues or ()))
+        return None if earliest is None else float(earliest)
 
     async def next_lease_expiry(self) -> float | None:
         return self._first_score(self.prefix + "reserved")
@@ -551,7 +598,7 @@ class RedisStorageDriver(BaseQueueDriver):
 
     async def get_dead_record(self, job_id: str) -> JobRecord | None:
         fields = self._io(lambda: self.client.hmget(f"{self.prefix}job:{job_id}", list(FIELDS)))
-        return _record(fields) if fields[11] == b"dead" else None
+        return _record([job_id.encode(), *fields]) if fields[4] == b"dead" else None
 
     async def requeue_dead_records(self, job_ids: Sequence[str] | None, now: float) -> list[JobRecord]:
         ids = ["*"] if job_ids is None else ["", *dict.fromkeys(job_ids)]
@@ -589,34 +636,40 @@ def _check(key: str, value: object, ok: bool, expected: str) -> None:
 
 
 def _record(fields: Sequence[bytes | None]) -> JobRecord:
-    """A record from a job hash's fields, in the order of FIELDS."""
-    text = [None if value is None else value.decode("utf-8", "replace") for value in fields]
-
-    def number(index: int) -> float | None:
-        value = text[index]
-        return None if value is None else float(value)
-
+    """A record from a script's reply: the job's id, then its hash's fields in the order of FIELDS.
+    Fields that are absent keep a new job's values, or the header's."""
+    job_id, body, seq, available_at, attempts, status, until, by, error, error_type, failed_at, queue = (
+        None if value is None else value.decode("utf-8", "replace") for value in fields
+    )
+    head_text, _, payload_text = (body or "").partition("\n")
     try:
-        decoded = json.loads(text[4] or "")
+        head = json.loads(head_text)
+        head_queue, type_name, display_name, max_retries, timeout, created_at, first_at = head
+    except (ValueError, TypeError):  # a damaged header: the body is kept whole, to report
+        head_queue, type_name, display_name, max_retries, timeout, created_at, first_at = (
+            "", "", "", 0, None, 0.0, 0.0
+        )  # fmt: skip
+        payload_text = body or ""
+    try:
+        decoded = json.loads(payload_text)
     except ValueError:
         decoded = None
-    payload = decoded if isinstance(decoded, dict) else str(text[4])  # damaged: kept to report
     return JobRecord(
-        id=text[0] or "",
-        type=text[3] or "",
-        queue=text[2] or "",
-        payload=payload,
-        display_name=text[5] or "",
-        max_retries=int(number(6) or 0),
-        timeout=number(7),
-        available_at=number(8) or 0.0,
-        created_at=number(9) or 0.0,
-        seq=int(number(1) or 0),
-        attempts=int(number(10) or 0),
-        status=JobStatus(text[11] or "pending"),
-        reserved_until=number(12),
-        reserved_by=text[13],
-        last_error=text[14],
-        error_type=text[15],
-        failed_at=number(16),
+        id=job_id or "",
+        type=str(type_name),
+        queue=queue or str(head_queue),
+        payload=decoded if isinstance(decoded, dict) else payload_text,  # damaged: kept to report
+        display_name=str(display_name),
+        max_retries=int(max_retries),
+        timeout=None if timeout is None else float(timeout),
+        available_at=float(available_at or first_at),
+        created_at=float(created_at),
+        seq=int(seq or job_id or 0),
+        attempts=int(attempts or 0),
+        status=JobStatus(status or "pending"),
+        reserved_until=None if until is None else float(until),
+        reserved_by=by,
+        last_error=error,
+        error_type=error_type,
+        failed_at=None if failed_at is None else float(failed_at),
     )

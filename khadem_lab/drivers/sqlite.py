@@ -352,7 +352,9 @@ class SQLiteDriver(BaseQueueDriver):
 
 # -- rows ------------------------------------------------------------------------------------------
 def _row(record: JobRecord) -> tuple[Any, ...]:
-    payload = record.payload if isinstance(record.payload, str) else json.dumps(record.payload)
+    payload = record.payload_json
+    if payload is None:
+        payload = record.payload if isinstance(record.payload, str) else json.dumps(record.payload)
     return (
         record.id,
         record.seq,
