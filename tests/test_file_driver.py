@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, settings
-from hypothesis.stateful import invariant, rule
+from hypothesis.stateful import rule
 
 from khadem_lab import (
     ConfigError,
@@ -34,7 +34,6 @@ from khadem_lab import (
     FileStorageDriver,
     JobRecord,
     JobRegistry,
-    JobStatus,
     QueueJob,
     QueueManager,
     Simulation,
@@ -42,7 +41,7 @@ from khadem_lab import (
     Worker,
 )
 
-from .test_property import LEASE, MemoryDriverMachine, Noop
+from .test_property import LEASE, MemoryDriverMachine, StoredNoops
 
 K = EventKind
 MakeDriver = Callable[..., FileStorageDriver]
@@ -519,23 +518,6 @@ def test_a_fresh_process_dispatches_from_a_config_and_this_one_sees_the_job(tmp_
 
 
 # ============================================================================== model checks
-class StoredNoops(JobRegistry):
-    """Rebuilds the model's Noop jobs (their only field, max_retries, is a job option and so is
-    not in the payload; the record carries it)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.register(Noop)
-
-    def resolve(self, name: str) -> type[QueueJob]:
-        return RebuiltNoop if name == "Noop" else super().resolve(name)
-
-
-class RebuiltNoop(Noop):
-    def __init__(self) -> None:
-        super().__init__(0)
-
-
 class FileDriverMachine(MemoryDriverMachine):
     """The memory driver's model checks (tests/test_property.py) on the file driver, compacting
     often, with a second driver on the same directory that must agree after every step, and
@@ -575,18 +557,6 @@ class FileDriverMachine(MemoryDriverMachine):
     @rule()
     def compact(self) -> None:
         self.sim.run(self.driver.compact())
-
-    @invariant()
-    def the_other_driver_agrees(self) -> None:
-        now = self.sim.time()
-        mine, theirs = self.driver, self.other
-        assert self.sim.run(theirs.counts(now)) == self.sim.run(mine.counts(now))
-        assert self.sim.run(theirs.next_available_at(None)) == self.sim.run(mine.next_available_at(None))
-        assert self.sim.run(theirs.next_lease_expiry()) == self.sim.run(mine.next_lease_expiry())
-        dead = self.sim.run(theirs.dead_records())
-        assert [(r.id, r.attempts, r.status) for r in dead] == [
-            (r.id, r.attempts, JobStatus.DEAD) for r in self.sim.run(mine.dead_records())
-        ]
 
 
 FileDriverMachine.TestCase.settings = settings(

@@ -24,10 +24,12 @@ from khadem_lab import (
     EventLog,
     InMemoryDriver,
     JobRecord,
+    JobRegistry,
     JobStatus,
     QueueJob,
     Simulation,
 )
+from khadem_lab.drivers.base import BaseQueueDriver
 
 LEASE = 4.0
 QUEUES = ["a", "b", "c"]
@@ -42,6 +44,23 @@ class Noop(QueueJob):
 
     async def handle(self) -> None:
         return None
+
+
+class StoredNoops(JobRegistry):
+    """Rebuilds the model's Noop jobs (their only field, max_retries, is a job option and so is
+    not in the payload; the record carries it)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register(Noop)
+
+    def resolve(self, name: str) -> type[QueueJob]:
+        return RebuiltNoop if name == "Noop" else super().resolve(name)
+
+
+class RebuiltNoop(Noop):
+    def __init__(self) -> None:
+        super().__init__(0)
 
 
 @dataclass
@@ -60,7 +79,7 @@ class MemoryDriverMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self.sim = Simulation()
-        self.driver = InMemoryDriver(
+        self.driver: BaseQueueDriver = InMemoryDriver(
             DriverConfig(name="prop", lease_time=timedelta(seconds=LEASE)), clock=self.sim.clock
         )
         self.log = EventLog()
@@ -69,6 +88,8 @@ class MemoryDriverMachine(RuleBasedStateMachine):
         self.dead_order: list[str] = []
         self.held: dict[str, JobRecord] = {}  # reservations still valid, as handed out
         self.last_seq = 0
+        #: A second driver on the same storage (another process), for the drivers that have one.
+        self.other: BaseQueueDriver | None = None
 
     def teardown(self) -> None:
         self.sim.close()
@@ -282,6 +303,20 @@ class MemoryDriverMachine(RuleBasedStateMachine):
         dead = self.sim.run(self.driver.dead_letters.list())
         assert [(d.id, d.attempts) for d in dead] == [(i, self.jobs[i].attempts) for i in self.dead_order]
         assert all(d.error is not None and d.failed_at is not None for d in dead)
+
+    @invariant()
+    def the_other_driver_agrees(self) -> None:
+        if self.other is None:
+            return
+        now = self.sim.time()
+        mine, theirs = self.driver, self.other
+        assert self.sim.run(theirs.counts(now)) == self.sim.run(mine.counts(now))
+        assert self.sim.run(theirs.next_available_at(None)) == self.sim.run(mine.next_available_at(None))
+        assert self.sim.run(theirs.next_lease_expiry()) == self.sim.run(mine.next_lease_expiry())
+        dead = self.sim.run(theirs.dead_records())
+        assert [(r.id, r.attempts, r.status) for r in dead] == [
+            (r.id, r.attempts, JobStatus.DEAD) for r in self.sim.run(mine.dead_records())
+        ]
 
     @invariant()
     def attempts_of_held_jobs_match(self) -> None:

@@ -22,8 +22,12 @@ from typing import Any, ClassVar
 
 import pytest
 import redis
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import rule
 
 from khadem_lab import (
+    Clock,
     ConfigError,
     DriverConfig,
     EventKind,
@@ -40,8 +44,9 @@ from khadem_lab import (
     UnregisteredJobError,
 )
 
-from .conftest import REDIS_URL, redis_keys, redis_queue_name
+from .conftest import REDIS_URL, redis_keys, redis_queue_name, require_redis
 from .support import Invoice
+from .test_property import LEASE, QUEUES, MemoryDriverMachine, ModelJob, Noop, StoredNoops
 
 
 @dataclass
@@ -276,10 +281,10 @@ def test_a_payload_that_is_not_json_is_dead_lettered_and_the_worker_goes_on(
     sim.run(qm.dispatch_batch([Invoice(1), Invoice(2), Invoice(3)]))
     with redis.Redis.from_url(REDIS_URL) as client:
         key = f"khadem:{name}:job:"
-        head, payload = client.hget(key + "1", "body").split(b"\n")  # the header line, the payload
+        head, payload = client.get(key + "1").split(b"\n")  # the header line, the payload
         assert payload == b'{"number":1,"fail":false}'
-        client.hset(key + "1", "body", head + b"\n{broken")  # the payload damaged
-        client.hset(key + "2", "body", b"[garbled")  # the whole body damaged, header included
+        client.set(key + "1", head + b"\n{broken")  # the payload damaged
+        client.set(key + "2", b"[garbled")  # the whole body damaged, header included
     sim.run(qm.start_worker(max_jobs=3))
     dead = sim.run(driver.dead_letters.list())
     assert [(d.id, d.type, d.error_type) for d in dead] == [
@@ -475,3 +480,95 @@ def test_a_redis_restart_during_a_run_loses_no_job(registry: JobRegistry, privat
     assert set(Counted.done) == set(range(n)) and depth == 0  # none lost
     assert errors and all(isinstance(e, StorageError) for e in errors)  # the outage was seen
     assert len(Counted.done) - n <= 2  # a job runs again only if its ack was lost (two slots)
+
+
+def test_jobs_are_taken_in_due_order_across_the_ready_list_and_the_delayed_set(
+    sim: Simulation, registry: JobRegistry
+) -> None:
+    """Due jobs dispatched in order go to the ready list, the others to the sorted set; a reserve
+    must still take them by (available_at, seq), whichever structure holds them."""
+    name = redis_queue_name("order")
+    driver = make(sim, registry, name)
+    t0 = sim.time()
+    sim.run(driver.push(Invoice(1), timedelta(seconds=1)))  # delayed: the sorted set
+    sim.run(driver.push(Invoice(2), timedelta(seconds=3)))  # delayed: the sorted set
+    sim.advance(seconds=2)
+    sim.run(driver.push_many([Invoice(3), Invoice(4)]))  # due: the ready list
+    with redis.Redis.from_url(REDIS_URL) as client:
+        assert client.llen(f"khadem:{name}:ready:default") == 2
+        assert client.zcard(f"khadem:{name}:queue:default") == 2
+    assert sim.run(driver.next_available_at(None)) == t0 + 1
+    assert tuple(sim.run(driver.counts(sim.time()))) == (3, 1, 0)
+    taken = [sim.run(driver.reserve(None, worker="w")) for _ in range(2)]
+    assert [r.id for r in taken if r is not None] == ["1", "3"]  # 1 came due first, then 3 and 4
+    sim.advance(seconds=2)  # 2 is due now too, but later than 4
+    assert sim.run(driver.reserve(["default"], worker="w")).id == "4"  # type: ignore[union-attr]
+    assert sim.run(driver.reserve(None, worker="w")).id == "2"  # type: ignore[union-attr]
+    assert sim.run(driver.reserve(None, worker="w")) is None
+
+
+# ================================================================================ model checks
+class ClockAhead:
+    """The simulation's clock as seen by a machine whose clock runs ``skew`` seconds ahead."""
+
+    def __init__(self, clock: Clock, skew: float) -> None:
+        self.clock, self.skew = clock, skew
+
+    def time(self) -> float:
+        return self.clock.time() + self.skew
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.clock, name)
+
+
+SKEW = 1.5
+
+
+class RedisDriverMachine(MemoryDriverMachine):
+    """The memory driver's model checks (tests/test_property.py) on Redis, with a second driver on
+    the same keys (another process) that must agree after every step, and a third that dispatches
+    from a clock running ahead: its due jobs sit in the ready list before they are due for the
+    others, so the reserve order, the counts and the next due time must still follow the model."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.queue_name = redis_queue_name("model")
+        self.driver = self._open(self.sim.clock)
+        self.log = EventLog()
+        self.driver.subscribe(self.log)
+        self.other = self._open(self.sim.clock)
+        self.ahead = self._open(ClockAhead(self.sim.clock, SKEW))
+
+    def _open(self, clock: Any) -> RedisStorageDriver:
+        return RedisStorageDriver(
+            DriverConfig(name="prop", lease_time=timedelta(seconds=LEASE)),
+            url=REDIS_URL,
+            queue_name=self.queue_name,
+            clock=clock,
+            registry=StoredNoops(),
+        )
+
+    def teardown(self) -> None:
+        for driver in (self.driver, self.other, self.ahead):
+            self.sim.run(driver.dispose())
+        super().teardown()
+
+    @rule(queue=st.sampled_from(QUEUES), count=st.integers(1, 3))
+    def dispatch_from_a_clock_ahead(self, queue: str, count: int) -> None:
+        ids = self.sim.run(self.ahead.push_many([Noop(1) for _ in range(count)], queue=queue))
+        for job_id in ids:
+            self.jobs[job_id] = ModelJob(job_id, queue, 1, self.now + SKEW, self._new_seq())
+
+
+RedisDriverMachine.TestCase.settings = settings(
+    max_examples=60,
+    stateful_step_count=40,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+
+
+class TestRedisDriverAgainstModel(RedisDriverMachine.TestCase):  # type: ignore[name-defined,misc]
+    def setUp(self) -> None:
+        require_redis()

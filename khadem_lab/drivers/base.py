@@ -271,8 +271,9 @@ class BaseQueueDriver(abc.ABC):
     ) -> str:
         """Add ``job`` to the queue, due now, after ``delay``, or at the absolute time ``at``.
         Returns the job id."""
-        due = self.clock.time() if delay is None and at is None else self._due(delay, at)
-        records = [self.make_record(job, due, queue)]
+        now = self.clock.time()
+        due = now if delay is None and at is None else self._due(delay, at, now)
+        records = [self.make_record(job, due, queue, now)]
         await self.push_records(records)
         self._announce(records)
         if self._has_after_store:
@@ -289,8 +290,9 @@ class BaseQueueDriver(abc.ABC):
         queue: str | None = None,
     ) -> list[str]:
         """Add several jobs in one storage operation, in order. Returns their ids."""
-        due = self._due(delay, at)
-        records = [self.make_record(job, due, queue) for job in jobs]
+        now = self.clock.time()  # one dispatch: every record created at this instant
+        due = self._due(delay, at, now)
+        records = [self.make_record(job, due, queue, now) for job in jobs]
         if records:
             await self.push_records(records)
             self._announce(records)
@@ -355,8 +357,11 @@ class BaseQueueDriver(abc.ABC):
         return self.events.subscribe(subscriber, kinds)
 
     # ===================================================================== used by workers
-    def make_record(self, job: QueueJob, available_at: float, queue: str | None = None) -> JobRecord:
-        """Build the stored record of ``job`` (checks registration for serializing drivers)."""
+    def make_record(
+        self, job: QueueJob, available_at: float, queue: str | None = None, created_at: float | None = None
+    ) -> JobRecord:
+        """Build the stored record of ``job`` (checks registration for serializing drivers);
+        ``created_at`` defaults to the clock's time."""
         if not isinstance(job, QueueJob):
             raise TypeError(f"only QueueJob instances can be dispatched, got {job!r}")
         type_name = self.registry.name_of(job)
@@ -383,7 +388,7 @@ class BaseQueueDriver(abc.ABC):
             max_retries,
             timeout_s,
             available_at,
-            self.clock.time(),
+            self.clock.time() if created_at is None else created_at,
         )
         record.job = live_job
         record.payload_json = payload_json
@@ -564,8 +569,7 @@ class BaseQueueDriver(abc.ABC):
         """Hook: runs after records were stored and announced (dispatch or requeue). No-op here."""
         return None
 
-    def _due(self, delay: timedelta | float | None, at: datetime | None) -> float:
-        now = self.clock.time()
+    def _due(self, delay: timedelta | float | None, at: datetime | None, now: float) -> float:
         if at is not None:
             if delay is not None:
                 raise ValueError("give either delay or at, not both")

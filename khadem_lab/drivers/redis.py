@@ -6,24 +6,28 @@ twice and none is half-written. All keys of a queue live under one prefix, ``kha
 
 - ``seq``: the counter ids and sequence numbers come from (``INCR``), so ids are unique across
   processes and the same in every rerun of a simulation;
-- ``job:ID``: a hash. ``body`` is written once, at dispatch, by the client: a JSON header line
-  ``[queue, type, display_name, max_retries, timeout, created_at, available_at]``, a newline, then
-  the payload's JSON; the scripts store it as it came and never re-encode it. ``timeout`` (only
-  when the job has one) is there for the lease. The fields that change are written when they
-  first differ from a new job's (``status`` pending, ``attempts`` 0, ``seq`` = the id,
-  ``available_at`` and ``queue`` from the header): ``status``, ``attempts``, ``seq``,
-  ``available_at``, ``queue``, ``reserved_until``, ``reserved_by``, ``last_error``,
-  ``error_type``, ``failed_at``;
-- ``queue:NAME``: a sorted set per queue of its waiting jobs, scored by ``available_at``; members
-  are ``SEQ:ID`` with the sequence number zero-padded to 20 digits, so ties at one instant are
-  ordered by seq: the order is exactly ``(available_at, seq)``, within a queue and, for a worker
-  that takes any queue, across them;
+- ``job:ID``: the job as dispatched, a string written once by the client and never changed: a JSON
+  header line ``[timeout, queue, type, display_name, max_retries, created_at, available_at]``, a
+  newline, then the payload's JSON. The scripts store it as it came and never re-encode it; the
+  one field they read, the timeout (for the lease), comes first so a pattern finds it;
+- ``state:ID``: a hash of what changed since: ``status``, ``attempts``, ``seq``, ``available_at``,
+  ``queue``, ``reserved_until``, ``reserved_by``, ``last_error``, ``error_type``, ``failed_at``.
+  It is made when the job is first reserved; a field that is absent has a new job's value
+  (pending, 0 attempts, seq = the id, the header's ``available_at`` and queue);
+- ``ready:NAME`` and ``queue:NAME``: the waiting jobs of one queue. Members are ``SEQ:ID`` with
+  the sequence number zero-padded to 20 digits. ``ready:NAME`` is a list of jobs that were due
+  when dispatched, as ``AVAILABLE_AT|SEQ:ID``, in ``(available_at, seq)`` order: a dispatch appends
+  a due job there when that keeps the order, and puts it in the sorted set otherwise.
+  ``queue:NAME`` is a sorted set of the others (delayed jobs, retries, jobs back from an ended
+  lease or from the dead-letter queue), scored by ``available_at``, ties ordered by seq. A reserve
+  takes whichever head comes first, so the order is exactly ``(available_at, seq)``, within a
+  queue and, for a worker that takes any queue, across them;
 - ``queues``: the set of queue names with waiting jobs;
 - ``reserved``: a sorted set of the reserved jobs (``SEQ:ID``) scored by ``reserved_until``;
 - ``dead``: a sorted set of the dead letters (``ID``) scored by the seq they died with.
 
-A dispatched job so costs the server one small hash and one sorted-set entry: a batch of a
-thousand jobs is one script call that the server runs in a few milliseconds.
+So a batch dispatch of due jobs costs the server one ``MSET`` and one ``RPUSH`` per thousand jobs
+(strings and a list append are the cheapest things Redis stores), inside one script call.
 
 Times come from the injected clock and are passed to the scripts as arguments (never Redis TIME,
 EXPIRE or a blocking pop's timeout). The client is redis-py's synchronous one: a round trip holds
@@ -50,9 +54,8 @@ if TYPE_CHECKING:
     from redis import Redis
     from redis.commands.core import Script
 
-#: The hash fields a script returns for a job (after its id), in this order.
+#: The ``state:ID`` fields a script returns for a job, after its id and body, in this order.
 FIELDS = (
-    "body",
     "seq",
     "available_at",
     "attempts",
@@ -79,14 +82,26 @@ PRELUDE = (
 local P = ARGV[1]
 local function member(seq, id) return string.format('%020d:', tonumber(seq)) .. id end
 local function id_of(m) return string.sub(m, 22) end
-local function fetch(job, id)
-  local fields = redis.call('HMGET', job, unpack(FIELDS))
+-- a job's id, body and state fields, as the client reads them
+local function fetch(id)
+  local fields = redis.call('HMGET', P .. 'state:' .. id, unpack(FIELDS))
+  table.insert(fields, 1, redis.call('GET', P .. 'job:' .. id))
   table.insert(fields, 1, id)
   return fields
 end
-local function setopt(job, field, value)
-  if value == '' then redis.call('HDEL', job, field)
-  else redis.call('HSET', job, field, string.sub(value, 2)) end
+local function setopt(state, field, value)
+  if value == '' then redis.call('HDEL', state, field)
+  else redis.call('HSET', state, field, string.sub(value, 2)) end
+end
+-- (at, m) comes before (at2, m2): earlier available_at, then lower seq (members are zero-padded)
+local function before(at, m, at2, m2)
+  at, at2 = tonumber(at), tonumber(at2)
+  return at < at2 or (at == at2 and m < m2)
+end
+-- a ready-list entry 'AVAILABLE_AT|SEQ:ID' as its time and member
+local function entry(e)
+  local bar = string.find(e, '|', 1, true)
+  return string.sub(e, 1, bar - 1), string.sub(e, bar + 1)
 end
 local function take_seq() return string.format('%d', redis.call('INCR', P .. 'seq')) end
 local function enqueue(id, queue, at, seq)
@@ -94,39 +109,54 @@ local function enqueue(id, queue, at, seq)
   redis.call('SADD', P .. 'queues', queue)
 end
 -- the reservation given (by its attempts) is still the current one: its seq, else nil
-local function held(job, id, attempts)
-  local state = redis.call('HMGET', job, 'status', 'attempts', 'seq')
+local function held(id, attempts)
+  local state = redis.call('HMGET', P .. 'state:' .. id, 'status', 'attempts', 'seq')
   if state[1] ~= 'reserved' or state[2] ~= attempts then return nil end
   return state[3] or id
 end
 """
 )
 
-# ARGV: prefix, how many jobs, then one group per run of jobs with the same queue and timeout:
-# queue, timeout (optional), k, then k pairs (available_at, body); times as Python's repr, so no
-# digit is lost in Lua numbers. Returns the first id given (ids are consecutive, in ARGV order).
-# Ids come from INCRBY and never repeat (clear keeps the counter), so each job hash is new.
+# ARGV: prefix, how many jobs, now, then one group per run of jobs with the same queue and
+# available_at: queue, available_at, k, then the k bodies; times as Python's repr, so no digit is
+# lost in Lua numbers. Returns the first id given (ids are consecutive, in ARGV order). Ids come
+# from INCRBY and never repeat (clear keeps the counter), so every job key is new.
 PUSH = """
-local n = tonumber(ARGV[2])
+local n, now = tonumber(ARGV[2]), tonumber(ARGV[3])
 local first = redis.call('INCRBY', P .. 'seq', n) - n + 1
-local seq, i = first, 3
+local seq, i = first, 4
+local sets = {}
+local function set_jobs()
+  if #sets > 0 then redis.call('MSET', unpack(sets)); sets = {} end
+end
 while i <= #ARGV do
-  local queue, timeout, k = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
-  local key = P .. 'queue:' .. queue
+  local queue, at, k = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
+  local list, zset = P .. 'ready:' .. queue, P .. 'queue:' .. queue
   i = i + 3
+  local tail = redis.call('LINDEX', list, -1)
+  local t = tonumber(at)
+  -- due, and not before the list's last entry: appended, in order; else the sorted set
+  local listed = t <= now and (not tail or tonumber((entry(tail))) <= t)
   local adds = {}
+  local job = P .. 'job:'
   for _ = 1, k do
-    local id = string.format('%d', seq)
-    if timeout == '' then redis.call('HSET', P .. 'job:' .. id, 'body', ARGV[i + 1])
-    else redis.call('HSET', P .. 'job:' .. id, 'body', ARGV[i + 1], 'timeout', string.sub(timeout, 2)) end
-    adds[#adds + 1] = ARGV[i]
-    adds[#adds + 1] = member(seq, id)
-    if #adds == 1000 then redis.call('ZADD', key, unpack(adds)); adds = {} end
-    seq, i = seq + 1, i + 2
+    sets[#sets + 1] = string.format('%s%d', job, seq)
+    sets[#sets + 1] = ARGV[i]
+    if listed then adds[#adds + 1] = string.format('%s|%020d:%d', at, seq, seq)
+    else adds[#adds + 1] = at; adds[#adds + 1] = string.format('%020d:%d', seq, seq) end
+    if #sets == 1000 then set_jobs() end
+    if #adds == 1000 then
+      if listed then redis.call('RPUSH', list, unpack(adds)) else redis.call('ZADD', zset, unpack(adds)) end
+      adds = {}
+    end
+    seq, i = seq + 1, i + 1
   end
-  if #adds > 0 then redis.call('ZADD', key, unpack(adds)) end
+  if #adds > 0 then
+    if listed then redis.call('RPUSH', list, unpack(adds)) else redis.call('ZADD', zset, unpack(adds)) end
+  end
   redis.call('SADD', P .. 'queues', queue)
 end
+set_jobs()
 return first
 """
 
@@ -134,53 +164,59 @@ return first
 # all queues, by (available_at, seq) across them). Returns the reserved job's fields, or nil.
 RESERVE = """
 local now = ARGV[2]
--- the first due member of a queue and its score, or nil
+-- the first due job of a queue: its member, available_at, and whether it heads the ready list
 local function due(queue)
-  local first = redis.call('ZRANGEBYSCORE', P .. 'queue:' .. queue, '-inf', now, 'WITHSCORES', 'LIMIT', 0, 1)
-  return first[1], first[2]
+  local m, at, listed = nil, nil, false
+  local head = redis.call('LINDEX', P .. 'ready:' .. queue, 0)
+  if head then
+    at, m = entry(head)
+    if tonumber(at) > tonumber(now) then m, at = nil, nil else listed = true end
+  end
+  local z = redis.call('ZRANGEBYSCORE', P .. 'queue:' .. queue, '-inf', now, 'WITHSCORES', 'LIMIT', 0, 1)
+  if z[1] and (not m or before(z[2], z[1], at, m)) then return z[1], z[2], false end
+  return m, at, listed
 end
 -- take member m off its queue; reserve its job, or nil if the job is gone (keys removed by hand)
-local function claim(queue, m)
-  local key = P .. 'queue:' .. queue
-  redis.call('ZREM', key, m)
-  if redis.call('EXISTS', key) == 0 then redis.call('SREM', P .. 'queues', queue) end
+local function claim(queue, m, listed)
+  local list, zset = P .. 'ready:' .. queue, P .. 'queue:' .. queue
+  if listed then redis.call('LPOP', list) else redis.call('ZREM', zset, m) end
+  if redis.call('EXISTS', list, zset) == 0 then redis.call('SREM', P .. 'queues', queue) end
   local id = id_of(m)
-  local job = P .. 'job:' .. id
-  local state = redis.call('HMGET', job, 'body', 'status', 'timeout')
-  if not state[1] or (state[2] and state[2] ~= 'pending') then return nil end
-  local untl = string.format('%.17g', tonumber(now) + tonumber(ARGV[3]) + tonumber(state[3] or '0'))
-  redis.call('HINCRBY', job, 'attempts', 1)
+  local state = P .. 'state:' .. id
+  local body = redis.call('GET', P .. 'job:' .. id)
+  local status = redis.call('HGET', state, 'status')
+  if not body or (status and status ~= 'pending') then return nil end
+  local timeout = tonumber(string.match(body, '^%[([^,]*),') or '') or 0
+  local untl = string.format('%.17g', tonumber(now) + tonumber(ARGV[3]) + timeout)
+  redis.call('HINCRBY', state, 'attempts', 1)
   if ARGV[4] == '' then
-    redis.call('HSET', job, 'status', 'reserved', 'reserved_until', untl, 'queue', queue)
+    redis.call('HSET', state, 'status', 'reserved', 'reserved_until', untl, 'queue', queue)
   else
-    redis.call('HSET', job, 'status', 'reserved', 'reserved_until', untl, 'queue', queue,
+    redis.call('HSET', state, 'status', 'reserved', 'reserved_until', untl, 'queue', queue,
       'reserved_by', string.sub(ARGV[4], 2))
   end
   redis.call('ZADD', P .. 'reserved', untl, m)
-  return fetch(job, id)
+  return fetch(id)
 end
 if #ARGV == 4 then
   while true do
-    local best, best_at, best_queue = nil, nil, nil
+    local best, best_at, best_queue, best_listed = nil, nil, nil, false
     for _, queue in ipairs(redis.call('SMEMBERS', P .. 'queues')) do
-      local m, at = due(queue)
-      if m then
-        at = tonumber(at)
-        if not best or at < best_at or (at == best_at and m < best) then
-          best, best_at, best_queue = m, at, queue
-        end
+      local m, at, listed = due(queue)
+      if m and (not best or before(at, m, best_at, best)) then
+        best, best_at, best_queue, best_listed = m, at, queue, listed
       end
     end
     if not best then return nil end
-    local found = claim(best_queue, best)
+    local found = claim(best_queue, best, best_listed)
     if found then return found end
   end
 end
 for i = 5, #ARGV do
   while true do
-    local m = due(ARGV[i])
+    local m, _, listed = due(ARGV[i])
     if not m then break end
-    local found = claim(ARGV[i], m)
+    local found = claim(ARGV[i], m, listed)
     if found then return found end
   end
 end
@@ -190,11 +226,10 @@ return nil
 # ARGV: prefix, id, attempts. 1 if acknowledged, 0 if the reservation was not the current one.
 ACK = """
 local id = ARGV[2]
-local job = P .. 'job:' .. id
-local seq = held(job, id, ARGV[3])
+local seq = held(id, ARGV[3])
 if not seq then return 0 end
 redis.call('ZREM', P .. 'reserved', member(seq, id))
-redis.call('DEL', job)
+redis.call('DEL', P .. 'job:' .. id, P .. 'state:' .. id)
 return 1
 """
 
@@ -202,16 +237,16 @@ return 1
 # Returns the new seq, or 0 if the reservation was not the current one.
 RELEASE = """
 local id = ARGV[2]
-local job = P .. 'job:' .. id
-local seq = held(job, id, ARGV[3])
+local state = P .. 'state:' .. id
+local seq = held(id, ARGV[3])
 if not seq then return 0 end
 redis.call('ZREM', P .. 'reserved', member(seq, id))
 local new = take_seq()
-redis.call('HSET', job, 'status', 'pending', 'seq', new, 'available_at', ARGV[4])
-redis.call('HDEL', job, 'reserved_until', 'reserved_by')
-setopt(job, 'last_error', ARGV[5])
-setopt(job, 'error_type', ARGV[6])
-enqueue(id, redis.call('HGET', job, 'queue'), ARGV[4], new)
+redis.call('HSET', state, 'status', 'pending', 'seq', new, 'available_at', ARGV[4])
+redis.call('HDEL', state, 'reserved_until', 'reserved_by')
+setopt(state, 'last_error', ARGV[5])
+setopt(state, 'error_type', ARGV[6])
+enqueue(id, redis.call('HGET', state, 'queue'), ARGV[4], new)
 return tonumber(new)
 """
 
@@ -219,16 +254,16 @@ return tonumber(new)
 # Returns the new seq, or 0 if the reservation was not the current one.
 BURY = """
 local id = ARGV[2]
-local job = P .. 'job:' .. id
-local seq = held(job, id, ARGV[3])
+local state = P .. 'state:' .. id
+local seq = held(id, ARGV[3])
 if not seq then return 0 end
 redis.call('ZREM', P .. 'reserved', member(seq, id))
 local new = take_seq()
-redis.call('HSET', job, 'status', 'dead', 'seq', new)
-redis.call('HDEL', job, 'reserved_until', 'reserved_by')
-setopt(job, 'last_error', ARGV[4])
-setopt(job, 'error_type', ARGV[5])
-setopt(job, 'failed_at', ARGV[6])
+redis.call('HSET', state, 'status', 'dead', 'seq', new)
+redis.call('HDEL', state, 'reserved_until', 'reserved_by')
+setopt(state, 'last_error', ARGV[4])
+setopt(state, 'error_type', ARGV[5])
+setopt(state, 'failed_at', ARGV[6])
 redis.call('ZADD', P .. 'dead', new, id)
 return tonumber(new)
 """
@@ -240,27 +275,27 @@ RECLAIM = """
 local now = ARGV[2]
 local function max_retries(body)
   local ok, head = pcall(cjson.decode, string.match(body or '', '^[^\\n]*'))
-  if ok and type(head) == 'table' then return tonumber(head[4]) or 0 end
+  if ok and type(head) == 'table' then return tonumber(head[5]) or 0 end
   return 0
 end
 local out = {}
 for _, m in ipairs(redis.call('ZRANGEBYSCORE', P .. 'reserved', '-inf', now)) do
   redis.call('ZREM', P .. 'reserved', m)
   local id = id_of(m)
-  local job = P .. 'job:' .. id
-  local state = redis.call('HMGET', job, 'status', 'attempts', 'body', 'queue')
-  if state[1] == 'reserved' then
+  local state = P .. 'state:' .. id
+  local current = redis.call('HMGET', state, 'status', 'attempts', 'queue')
+  if current[1] == 'reserved' then
     local new = take_seq()
-    redis.call('HDEL', job, 'reserved_until', 'reserved_by')
-    if tonumber(state[2]) >= max_retries(state[3]) + 1 then
-      redis.call('HSET', job, 'status', 'dead', 'seq', new, 'last_error', ARGV[3],
+    redis.call('HDEL', state, 'reserved_until', 'reserved_by')
+    if tonumber(current[2]) >= max_retries(redis.call('GET', P .. 'job:' .. id)) + 1 then
+      redis.call('HSET', state, 'status', 'dead', 'seq', new, 'last_error', ARGV[3],
         'error_type', 'LeaseExpired', 'failed_at', now)
       redis.call('ZADD', P .. 'dead', new, id)
     else
-      redis.call('HSET', job, 'status', 'pending', 'seq', new, 'available_at', now)
-      enqueue(id, state[4], now, new)
+      redis.call('HSET', state, 'status', 'pending', 'seq', new, 'available_at', now)
+      enqueue(id, current[3], now, new)
     end
-    out[#out + 1] = fetch(job, id)
+    out[#out + 1] = fetch(id)
   end
 end
 return out
@@ -269,11 +304,19 @@ return out
 # ARGV: prefix, now. The waiting jobs that are due and all the waiting jobs, over every queue,
 # and the reserved jobs: {ready, waiting, reserved}, one consistent view.
 COUNTS = """
+local now = tonumber(ARGV[2])
 local ready, waiting = 0, 0
 for _, queue in ipairs(redis.call('SMEMBERS', P .. 'queues')) do
-  local key = P .. 'queue:' .. queue
-  ready = ready + redis.call('ZCOUNT', key, '-inf', ARGV[2])
-  waiting = waiting + redis.call('ZCARD', key)
+  local list, zset = P .. 'ready:' .. queue, P .. 'queue:' .. queue
+  ready = ready + redis.call('ZCOUNT', zset, '-inf', ARGV[2])
+  waiting = waiting + redis.call('ZCARD', zset) + redis.call('LLEN', list)
+  local tail = redis.call('LINDEX', list, -1)
+  if tail and tonumber((entry(tail))) <= now then ready = ready + redis.call('LLEN', list)
+  elseif tail then  -- listed by a process whose clock is ahead of this one's: count the due ones
+    for _, e in ipairs(redis.call('LRANGE', list, 0, -1)) do
+      if tonumber((entry(e))) <= now then ready = ready + 1 end
+    end
+  end
 end
 return {ready, waiting, redis.call('ZCARD', P .. 'reserved')}
 """
@@ -285,9 +328,13 @@ local queues = {}
 for i = 2, #ARGV do queues[#queues + 1] = ARGV[i] end
 if #ARGV == 1 then queues = redis.call('SMEMBERS', P .. 'queues') end
 local best, best_at = nil, nil
-for _, queue in ipairs(queues) do
-  local at = redis.call('ZRANGE', P .. 'queue:' .. queue, 0, 0, 'WITHSCORES')[2]
+local function consider(at)
   if at and (not best or tonumber(at) < best) then best, best_at = tonumber(at), at end
+end
+for _, queue in ipairs(queues) do
+  consider(redis.call('ZRANGE', P .. 'queue:' .. queue, 0, 0, 'WITHSCORES')[2])
+  local head = redis.call('LINDEX', P .. 'ready:' .. queue, 0)
+  if head then consider((entry(head))) end
 end
 return best_at
 """
@@ -295,12 +342,22 @@ return best_at
 # ARGV: prefix. Removes every waiting and reserved job (not the dead letters); returns how many.
 CLEAR = """
 local n = 0
+local function drop(m)
+  local id = id_of(m)
+  n = n + redis.call('DEL', P .. 'job:' .. id)
+  redis.call('DEL', P .. 'state:' .. id)
+end
 local keys = {P .. 'reserved'}
-for _, queue in ipairs(redis.call('SMEMBERS', P .. 'queues')) do keys[#keys + 1] = P .. 'queue:' .. queue end
-for _, key in ipairs(keys) do
-  for _, m in ipairs(redis.call('ZRANGE', key, 0, -1)) do
-    n = n + redis.call('DEL', P .. 'job:' .. id_of(m))
+for _, queue in ipairs(redis.call('SMEMBERS', P .. 'queues')) do
+  keys[#keys + 1] = P .. 'queue:' .. queue
+  for _, e in ipairs(redis.call('LRANGE', P .. 'ready:' .. queue, 0, -1)) do
+    local _, m = entry(e)
+    drop(m)
   end
+  redis.call('DEL', P .. 'ready:' .. queue)
+end
+for _, key in ipairs(keys) do
+  for _, m in ipairs(redis.call('ZRANGE', key, 0, -1)) do drop(m) end
   redis.call('DEL', key)
 end
 redis.call('DEL', P .. 'queues')
@@ -311,7 +368,7 @@ return n
 DEAD = """
 local out = {}
 for _, id in ipairs(redis.call('ZRANGE', P .. 'dead', 0, tonumber(ARGV[2]))) do
-  out[#out + 1] = fetch(P .. 'job:' .. id, id)
+  out[#out + 1] = fetch(id)
 end
 return out
 """
@@ -335,13 +392,13 @@ REQUEUE = (
 local now = ARGV[2]
 local out = {}
 for _, id in ipairs(dead_ids()) do
-  local job = P .. 'job:' .. id
+  local state = P .. 'state:' .. id
   local new = take_seq()
   redis.call('ZREM', P .. 'dead', id)
-  redis.call('HSET', job, 'status', 'pending', 'seq', new, 'attempts', '0', 'available_at', now)
-  redis.call('HDEL', job, 'failed_at')
-  enqueue(id, redis.call('HGET', job, 'queue'), now, new)
-  out[#out + 1] = fetch(job, id)
+  redis.call('HSET', state, 'status', 'pending', 'seq', new, 'attempts', '0', 'available_at', now)
+  redis.call('HDEL', state, 'failed_at')
+  enqueue(id, redis.call('HGET', state, 'queue'), now, new)
+  out[#out + 1] = fetch(id)
 end
 return out
 """
@@ -353,10 +410,9 @@ PURGE = (
     + """
 local out = {}
 for _, id in ipairs(dead_ids()) do
-  local job = P .. 'job:' .. id
-  out[#out + 1] = fetch(job, id)
+  out[#out + 1] = fetch(id)
   redis.call('ZREM', P .. 'dead', id)
-  redis.call('DEL', job)
+  redis.call('DEL', P .. 'job:' .. id, P .. 'state:' .. id)
 end
 return out
 """
@@ -466,35 +522,44 @@ class RedisStorageDriver(BaseQueueDriver):
 
     # -- primitives -----------------------------------------------------------------------------
     async def push_records(self, records: Sequence[JobRecord]) -> None:
-        args: list[str | int] = [self.prefix, len(records)]
-        group: tuple[str, float | None] | None = None
-        count_at = 0
-        body = self._body
+        """One script call for the whole batch: per run of jobs with one queue and available_at,
+        the queue, the time and the count, then each job's body (ids are given by the script)."""
+        args: list[str | int] = [self.prefix, len(records), repr(self.clock.time())]
+        group: tuple[str, float] | None = None
+        count_at = count = 0
+        heads = self._heads
+        tails: dict[tuple[float, float], str] = {}  # the two times of a body, as text, per batch
         for r in records:
-            if (r.queue, r.timeout) != group:  # a new run of jobs with one queue and timeout
-                group = (r.queue, r.timeout)
-                args += (r.queue, _opt(r.timeout), 0)
+            if (r.queue, r.available_at) != group:
+                if group is not None:
+                    args[count_at] = count
+                group, count = (r.queue, r.available_at), 0
+                args += (r.queue, repr(r.available_at), 0)
                 count_at = len(args) - 1
-            args[count_at] += 1  # type: ignore[operator]
-            args += (repr(r.available_at), body(r))
-        first = int(self._script_args(self._push, args))  # one script call for the whole batch
+            count += 1
+            key = (r.timeout, r.queue, r.type, r.display_name, r.max_retries)
+            head = heads.get(key) or self._head(key)
+            tail = tails.get((r.created_at, r.available_at))
+            if tail is None:
+                tail = tails[(r.created_at, r.available_at)] = f",{r.created_at!r},{r.available_at!r}]\n"
+            payload = r.payload_json
+            if payload is None:
+                payload = (
+                    r.payload if isinstance(r.payload, str) else json.dumps(r.payload, separators=COMPACT)
+                )
+            args.append(head + tail + payload)  # the body: a JSON header line, the payload's JSON
+        args[count_at] = count
+        first = int(self._script_args(self._push, args))
         for offset, record in enumerate(records):
             record.seq = first + offset
             record.id = str(record.seq)  # unique across processes, and the same in every rerun
 
-    def _body(self, r: JobRecord) -> str:
-        """A job's ``body``: its JSON header line, a newline, its payload's JSON."""
-        key = (r.queue, r.type, r.display_name, r.max_retries, r.timeout)
-        head = self._heads.get(key)
-        if head is None:
-            if len(self._heads) >= HEADS_CACHED:
-                self._heads.clear()
-            head = json.dumps(list(key), separators=COMPACT)[:-1]  # open: the times follow
-            self._heads[key] = head
-        payload = r.payload_json
-        if payload is None:
-            payload = r.payload if isinstance(r.payload, str) else json.dumps(r.payload, separators=COMPACT)
-        return f"{head},{r.created_at!r},{r.available_at!r}]\n{payload}"
+    def _head(self, key: tuple[Any, ...]) -> str:
+        """The body's header up to its two times: ``[timeout,queue,type,display_name,max_retries``."""
+        if len(self._heads) >= HEADS_CACHED:
+            self._heads.clear()
+        head = self._heads[key] = json.dumps(list(key), separators=COMPACT)[:-1]
+        return head
 
     async def reserve_record(
         self, queues: Sequence[str] | None, now: float, worker: str | None
@@ -597,8 +662,14 @@ class RedisStorageDriver(BaseQueueDriver):
         return [_record(fields) for fields in self._script(self._dead, -1 if limit is None else limit - 1)]
 
     async def get_dead_record(self, job_id: str) -> JobRecord | None:
-        fields = self._io(lambda: self.client.hmget(f"{self.prefix}job:{job_id}", list(FIELDS)))
-        return _record([job_id.encode(), *fields]) if fields[4] == b"dead" else None
+        def read() -> list[Any]:
+            pipe = self.client.pipeline(transaction=True)  # one round trip, one consistent view
+            pipe.get(f"{self.prefix}job:{job_id}")
+            pipe.hmget(f"{self.prefix}state:{job_id}", list(FIELDS))
+            return list(pipe.execute())
+
+        body, fields = self._io(read)
+        return _record([job_id.encode(), body, *fields]) if fields[3] == b"dead" else None
 
     async def requeue_dead_records(self, job_ids: Sequence[str] | None, now: float) -> list[JobRecord]:
         ids = ["*"] if job_ids is None else ["", *dict.fromkeys(job_ids)]
@@ -626,6 +697,12 @@ def _opt(value: object) -> str:
     return "=" + (repr(value) if isinstance(value, float) else str(value))
 
 
+def _payload_text(record: JobRecord) -> str:
+    if isinstance(record.payload, str):  # a damaged payload, kept as it was read
+        return record.payload
+    return json.dumps(record.payload, separators=COMPACT)
+
+
 def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
@@ -636,18 +713,18 @@ def _check(key: str, value: object, ok: bool, expected: str) -> None:
 
 
 def _record(fields: Sequence[bytes | None]) -> JobRecord:
-    """A record from a script's reply: the job's id, then its hash's fields in the order of FIELDS.
-    Fields that are absent keep a new job's values, or the header's."""
+    """A record from a script's reply: the job's id, its body, then its state fields in the order
+    of FIELDS. Absent fields keep a new job's values, or the header's."""
     job_id, body, seq, available_at, attempts, status, until, by, error, error_type, failed_at, queue = (
         None if value is None else value.decode("utf-8", "replace") for value in fields
     )
     head_text, _, payload_text = (body or "").partition("\n")
     try:
         head = json.loads(head_text)
-        head_queue, type_name, display_name, max_retries, timeout, created_at, first_at = head
+        timeout, head_queue, type_name, display_name, max_retries, created_at, first_at = head
     except (ValueError, TypeError):  # a damaged header: the body is kept whole, to report
-        head_queue, type_name, display_name, max_retries, timeout, created_at, first_at = (
-            "", "", "", 0, None, 0.0, 0.0
+        timeout, head_queue, type_name, display_name, max_retries, created_at, first_at = (
+            None, "", "", "", 0, 0.0, 0.0
         )  # fmt: skip
         payload_text = body or ""
     try:
