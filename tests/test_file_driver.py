@@ -23,7 +23,6 @@ from tempfile import mkdtemp
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, settings
 from hypothesis.stateful import rule
 
 from khadem_lab import (
@@ -41,7 +40,7 @@ from khadem_lab import (
     Worker,
 )
 
-from .test_property import LEASE, MemoryDriverMachine, StoredNoops
+from .test_property import LEASE, MemoryDriverMachine, StoredNoops, machine_settings
 
 K = EventKind
 MakeDriver = Callable[..., FileStorageDriver]
@@ -559,13 +558,7 @@ class FileDriverMachine(MemoryDriverMachine):
         self.sim.run(self.driver.compact())
 
 
-FileDriverMachine.TestCase.settings = settings(
-    max_examples=60,
-    stateful_step_count=40,
-    deadline=None,
-    derandomize=True,
-    suppress_health_check=[HealthCheck.too_slow],
-)
+FileDriverMachine.TestCase.settings = machine_settings(60)
 TestFileDriverAgainstModel = FileDriverMachine.TestCase
 
 

@@ -329,11 +329,16 @@ class MemoryDriverMachine(RuleBasedStateMachine):
             )
 
 
-MemoryDriverMachine.TestCase.settings = settings(
-    max_examples=150,
-    stateful_step_count=40,
-    deadline=None,
-    derandomize=True,
-    suppress_health_check=[HealthCheck.too_slow],
-)
+def machine_settings(max_examples: int) -> settings:
+    """How the model machines run: derandomized (the same examples every run), 40 steps each."""
+    return settings(
+        max_examples=max_examples,
+        stateful_step_count=40,
+        deadline=None,
+        derandomize=True,
+        suppress_health_check=[HealthCheck.too_slow],
+    )
+
+
+MemoryDriverMachine.TestCase.settings = machine_settings(150)
 TestMemoryDriverAgainstModel = MemoryDriverMachine.TestCase

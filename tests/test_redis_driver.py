@@ -22,7 +22,6 @@ from typing import Any, ClassVar
 
 import pytest
 import redis
-from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import rule
 
@@ -46,7 +45,7 @@ from khadem_lab import (
 
 from .conftest import REDIS_URL, redis_keys, redis_queue_name, require_redis
 from .support import Invoice
-from .test_property import LEASE, QUEUES, MemoryDriverMachine, ModelJob, Noop, StoredNoops
+from .test_property import LEASE, QUEUES, MemoryDriverMachine, ModelJob, Noop, StoredNoops, machine_settings
 
 
 @dataclass
@@ -560,13 +559,7 @@ class RedisDriverMachine(MemoryDriverMachine):
             self.jobs[job_id] = ModelJob(job_id, queue, 1, self.now + SKEW, self._new_seq())
 
 
-RedisDriverMachine.TestCase.settings = settings(
-    max_examples=60,
-    stateful_step_count=40,
-    deadline=None,
-    derandomize=True,
-    suppress_health_check=[HealthCheck.too_slow],
-)
+RedisDriverMachine.TestCase.settings = machine_settings(60)
 
 
 class TestRedisDriverAgainstModel(RedisDriverMachine.TestCase):  # type: ignore[name-defined,misc]
