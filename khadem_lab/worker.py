@@ -162,8 +162,6 @@ class Worker:
         failures = 0
         while held or not self._stopping:
             if not held:
-                if deferred:
-                    await self._settle(deferred, slot_name)
                 if self.max_jobs is not None and self._claimed >= self.max_jobs:
                     break
                 if self._deadline is not None and clock.time() >= self._deadline:
@@ -174,9 +172,13 @@ class Worker:
                     if prefetch == 1:
                         record = await driver.reserve(queues, worker=slot_name)
                         taken = [] if record is None else [record]
-                    else:
-                        taken = await driver.reserve_many(queues, worker=slot_name, limit=want)
+                    else:  # the deferred acks go with the reserve: one round trip on Redis
+                        taken = await driver.reserve_many(
+                            queues, worker=slot_name, limit=want, acks=deferred or ()
+                        )
                 except Exception as exc:  # storage trouble (a server down): report, back off, go on
+                    if deferred:  # their acks may be lost: the leases bring those jobs back
+                        deferred.clear()
                     self._claimed -= want
                     failures += 1
                     stats.errors += 1
@@ -187,6 +189,8 @@ class Worker:
                     await self._pause(backoff)
                     continue
                 failures = 0
+                if deferred:
+                    deferred.clear()
                 self._claimed -= want - len(taken)
                 if not taken:
                     await self._idle()

@@ -234,6 +234,53 @@ def test_a_batch_dispatch_is_one_round_trip(sim: Simulation, registry: JobRegist
     assert sim.run(driver.size()) == 200
 
 
+@pytest.fixture
+def round_trips(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
+    """Every write redis-py makes to a server (a command, a script call or a whole pipeline)."""
+    sent: list[bytes] = []
+    send = redis.connection.AbstractConnection.send_packed_command
+
+    def counting(self: Any, command: Any, check_health: bool = True) -> None:
+        sent.append(b"".join(command) if isinstance(command, list) else command)
+        send(self, command, check_health)
+
+    monkeypatch.setattr(redis.connection.AbstractConnection, "send_packed_command", counting)
+    return sent
+
+
+def test_a_reserve_is_one_round_trip_lease_recovery_included(
+    sim: Simulation, registry: JobRegistry, round_trips: list[bytes]
+) -> None:
+    driver = make(sim, registry, redis_queue_name("trips"), lease_time=timedelta(seconds=30))
+    log = EventLog()
+    driver.subscribe(log)
+    sim.run(driver.push_many([Invoice(1), Invoice(2)]))
+    assert sim.run(driver.reserve(None, worker="gone")).id == "1"  # type: ignore[union-attr]
+    sim.advance(seconds=31)  # that worker vanished: the lease of job 1 has ended
+    round_trips.clear()
+    record = sim.run(driver.reserve(None, worker="w"))
+    assert len(round_trips) == 1
+    # job 1 came back (due now, so after job 2, which was due earlier) and job 2 was reserved
+    assert record is not None and record.id == "2"
+    assert [(e.kind, e.job_id) for e in log.events[-2:]] == [
+        (EventKind.LEASE_EXPIRED, "1"),
+        (EventKind.RESERVED, "2"),
+    ]
+
+
+def test_a_prefetching_worker_sends_its_acks_with_its_next_reserve(
+    sim: Simulation, registry: JobRegistry, round_trips: list[bytes]
+) -> None:
+    driver = make(sim, registry, redis_queue_name("prefetch"))
+    qm = QueueManager(driver=driver, clock=sim.clock)
+    sim.run(qm.dispatch_batch([Invoice(n) for n in range(10)]))
+    round_trips.clear()
+    worker = sim.run(qm.start_worker(max_jobs=10, prefetch=5))
+    # take 5; run them; ack those 5 and take 5 more; run them; ack the last 5 on the way out
+    assert len(round_trips) == 3
+    assert worker.stats.completed == 10 and sim.run(driver.size()) == 0
+
+
 # ================================================================================ faults
 def test_redis_down_at_dispatch_is_a_storage_error_and_workers_back_off(
     sim: Simulation, registry: JobRegistry
@@ -439,6 +486,23 @@ def test_a_run_touches_only_keys_under_its_prefix_and_clear_and_purge_remove_the
     assert sim.run(driver.clear()) == 1
     assert sim.run(driver.dead_letters.purge()) == 2
     assert private_redis.all_keys() == ["khadem:shop:seq"]  # only the id counter stays
+
+
+@pytest.mark.realtime
+def test_pipelined_scripts_are_loaded_again_after_a_script_flush(
+    sim: Simulation, registry: JobRegistry, private_redis: RedisServer, round_trips: list[bytes]
+) -> None:
+    driver = make(sim, registry, "flush", url=private_redis.url)
+    sim.run(driver.push_many([Invoice(n) for n in range(4)]))
+    taken = sim.run(driver.reserve_many(None, worker="w", limit=2))
+    with redis.Redis.from_url(private_redis.url) as client:
+        client.script_flush()  # as a server restart does: every script is gone
+    round_trips.clear()
+    more = sim.run(driver.reserve_many(None, worker="w", limit=2, acks=taken))
+    # refused (NOSCRIPT), the scripts loaded, the refused calls run again: each exactly once
+    assert [r.id for r in more] == ["3", "4"]
+    assert sum(b"SCRIPT" in sent and b"LOAD" in sent for sent in round_trips) == 3  # ack, reclaim, reserve
+    assert sim.run(driver.counts(sim.time())) == (0, 0, 2)  # 1 and 2 acked, 3 and 4 held
 
 
 @pytest.mark.realtime

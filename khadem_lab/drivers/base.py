@@ -216,6 +216,27 @@ class BaseQueueDriver(abc.ABC):
             taken.append(record)
         return taken
 
+    async def take_records(
+        self,
+        acks: Sequence[JobRecord],
+        queues: Sequence[str] | None,
+        now: float,
+        worker: str | None,
+        limit: int,
+    ) -> tuple[list[bool | None], list[JobRecord], list[JobRecord]]:
+        """Optional primitive. What a worker's slot does between jobs, in this order: ack ``acks``
+        (finished jobs whose ack was deferred), bring back the jobs whose lease ended by ``now``,
+        reserve up to ``limit`` jobs. Returns the ack results, the reclaimed records and the
+        reserved ones. Default: :meth:`ack_records`, :meth:`reclaim_expired` (when
+        :meth:`lease_may_have_ended`), :meth:`reserve_records`. A remote store overrides it to
+        make the three one round trip."""
+        acked = await self.ack_records(acks) if acks else []
+        reclaimed = await self.reclaim_expired(now) if self.lease_may_have_ended(now) else []
+        if limit == 1:
+            record = await self.reserve_record(queues, now, worker)
+            return acked, reclaimed, [] if record is None else [record]
+        return acked, reclaimed, await self.reserve_records(queues, now, worker, limit)
+
     async def ack_records(self, records: Sequence[JobRecord]) -> list[bool | None]:
         """Optional primitive. :meth:`ack_record` for several finished reservations at once, one
         result each. Default: one by one; a remote store overrides it to use one round trip."""
@@ -408,16 +429,24 @@ class BaseQueueDriver(abc.ABC):
         return record
 
     async def reserve_many(
-        self, queues: Sequence[str] | None, *, worker: str | None, limit: int
+        self,
+        queues: Sequence[str] | None,
+        *,
+        worker: str | None,
+        limit: int,
+        acks: Sequence[JobRecord] = (),
     ) -> list[JobRecord]:
-        """Take up to ``limit`` available jobs (a prefetching worker): leases first, as reserve."""
-        if limit == 1 and not self.shared_between_processes:
+        """Take up to ``limit`` available jobs (a prefetching worker): leases first, as reserve.
+        ``acks``: finished jobs whose ack was deferred, acked first (a lost reservation is
+        reported as LEASE_LOST, as :meth:`settle_acks` does); all in one round trip where the
+        driver can (:meth:`take_records`)."""
+        if limit == 1 and not acks and not self.shared_between_processes:
             record = await self.reserve(queues, worker=worker)
             return [] if record is None else [record]
         now = self.clock.time()
-        if self.lease_may_have_ended(now):
-            self._announce_reclaimed(await self.reclaim_expired(now), now)
-        taken = await self.reserve_records(queues, now, worker, limit)
+        acked, reclaimed, taken = await self.take_records(acks, queues, now, worker, limit)
+        self._report_lost(acks, acked, worker)
+        self._announce_reclaimed(reclaimed, now)
         if self.events.by_kind[EventKind.RESERVED]:
             for record in taken:
                 self.emit(EventKind.RESERVED, record, worker=worker, time=now)
@@ -436,9 +465,13 @@ class BaseQueueDriver(abc.ABC):
         reported as LEASE_LOST, as :func:`~khadem_lab.execution.execute` would."""
         if not records:
             return
-        results = await self.ack_records(records)
-        for record, acked in zip(records, results, strict=True):
-            if acked is False:
+        self._report_lost(records, await self.ack_records(records), worker)
+
+    def _report_lost(
+        self, records: Sequence[JobRecord], acked: Sequence[bool | None], worker: str | None
+    ) -> None:
+        for record, done in zip(records, acked, strict=True):
+            if done is False:
                 self.emit(EventKind.LEASE_LOST, record, worker=worker)
 
     async def wait_for_job(
