@@ -15,6 +15,10 @@ if TYPE_CHECKING:
     from .job import QueueJob
 
 
+#: The last error of a job dead-lettered because its worker vanished during its last attempt.
+LEASE_EXPIRED_ERROR = "LeaseExpired: its worker stopped during the last attempt"
+
+
 class JobStatus(StrEnum):
     """Where a job is in its life."""
 
@@ -61,6 +65,21 @@ class JobRecord:
     def max_attempts(self) -> int:
         """First run plus retries."""
         return self.max_retries + 1
+
+    def end_lease(self, now: float, *, dead: bool) -> None:
+        """Its worker vanished and the lease ended by ``now``: back to pending, due ``now``, or,
+        when ``dead`` (no attempt left), to the dead letters with :data:`LEASE_EXPIRED_ERROR`.
+        The driver gives a pending record its new seq."""
+        self.reserved_until = None
+        self.reserved_by = None
+        if dead:
+            self.status = JobStatus.DEAD
+            self.last_error = LEASE_EXPIRED_ERROR
+            self.error_type = "LeaseExpired"
+            self.failed_at = now
+        else:
+            self.status = JobStatus.PENDING
+            self.available_at = now
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict of everything but the live job object."""

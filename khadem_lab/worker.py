@@ -177,8 +177,6 @@ class Worker:
                             queues, worker=slot_name, limit=want, acks=deferred or ()
                         )
                 except Exception as exc:  # storage trouble (a server down): report, back off, go on
-                    if deferred:  # their acks may be lost: the leases bring those jobs back
-                        deferred.clear()
                     self._claimed -= want
                     failures += 1
                     stats.errors += 1
@@ -188,9 +186,10 @@ class Worker:
                     )
                     await self._pause(backoff)
                     continue
+                finally:  # sent with the reserve (if it failed, the leases bring those jobs back)
+                    if deferred:
+                        deferred.clear()
                 failures = 0
-                if deferred:
-                    deferred.clear()
                 self._claimed -= want - len(taken)
                 if not taken:
                     await self._idle()

@@ -34,6 +34,7 @@ from khadem_lab import (
     SynchronousDriver,
     Worker,
 )
+from khadem_lab.records import LEASE_EXPIRED_ERROR
 
 # ================================================================================================
 # Driver fixtures (tests/test_driver_contract.py, tests/test_property.py)
@@ -148,7 +149,7 @@ class RowDriver(BaseQueueDriver):
             if row["attempts"] >= row["max_retries"] + 1:
                 row.update(
                     status=JobStatus.DEAD.value,
-                    last_error="LeaseExpired: its worker stopped during the last attempt",
+                    last_error=LEASE_EXPIRED_ERROR,
                     error_type="LeaseExpired",
                     failed_at=now,
                 )

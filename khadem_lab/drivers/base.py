@@ -232,9 +232,6 @@ class BaseQueueDriver(abc.ABC):
         make the three one round trip."""
         acked = await self.ack_records(acks) if acks else []
         reclaimed = await self.reclaim_expired(now) if self.lease_may_have_ended(now) else []
-        if limit == 1:
-            record = await self.reserve_record(queues, now, worker)
-            return acked, reclaimed, [] if record is None else [record]
         return acked, reclaimed, await self.reserve_records(queues, now, worker, limit)
 
     async def ack_records(self, records: Sequence[JobRecord]) -> list[bool | None]:

@@ -15,7 +15,6 @@ from typing import Any, ClassVar
 from ..records import JobRecord, JobStatus
 from .filelog import record_from_json
 
-LEASE_EXPIRED = "LeaseExpired: its worker stopped during the last attempt"
 Entry = tuple[float, int, str]  # (available_at or reserved_until, seq, job id)
 Op = dict[str, Any]
 
@@ -191,16 +190,8 @@ class JobIndex:
             record = self.reserved.get(job_id)
             if record is None:
                 continue
-            record.reserved_until = None
-            record.reserved_by = None
-            if new_seq is None:
-                record.status = JobStatus.DEAD
-                record.last_error = LEASE_EXPIRED
-                record.error_type = "LeaseExpired"
-                record.failed_at = now
-            else:
-                record.status = JobStatus.PENDING
-                record.available_at = now
+            record.end_lease(now, dead=new_seq is None)  # as the journal says it was decided
+            if new_seq is not None:
                 record.seq = new_seq
             self.put(record)
 

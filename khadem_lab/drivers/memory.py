@@ -136,17 +136,10 @@ class InMemoryDriver(BaseQueueDriver):
                 continue  # finished, or given back and reserved again since (a new seq)
             del self._reserved[job_id]
             record = _redelivery(record)  # the vanished worker keeps the old object: its settles do nothing
-            record.reserved_until = None
-            record.reserved_by = None
-            if record.attempts >= record.max_attempts:
-                record.status = JobStatus.DEAD
-                record.last_error = "LeaseExpired: its worker stopped during the last attempt"
-                record.error_type = "LeaseExpired"
-                record.failed_at = now
+            record.end_lease(now, dead=record.attempts >= record.max_attempts)
+            if record.status is JobStatus.DEAD:
                 self._dead[record.id] = record
             else:
-                record.status = JobStatus.PENDING
-                record.available_at = now
                 await self.push_records([record])
             reclaimed.append(record)
         if not self._reserved:

@@ -26,8 +26,8 @@ twice and none is half-written. All keys of a queue live under one prefix, ``kha
 - ``reserved``: a sorted set of the reserved jobs (``SEQ:ID``) scored by ``reserved_until``;
 - ``dead``: a sorted set of the dead letters (``ID``) scored by the seq they died with.
 
-So a batch dispatch of due jobs costs the server one ``MSET`` and one ``RPUSH`` per thousand jobs
-(strings and a list append are the cheapest things Redis stores), inside one script call.
+So a batch dispatch of due jobs costs the server one ``MSET`` per 500 jobs and one ``RPUSH`` per
+1,000 (strings and a list append are the cheapest things Redis stores), inside one script call.
 
 Times come from the injected clock and are passed to the scripts as arguments (never Redis TIME,
 EXPIRE or a blocking pop's timeout). The client is redis-py's synchronous one: a round trip holds
@@ -47,7 +47,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..config import DriverConfig
 from ..errors import ConfigError, StorageError
-from ..records import JobRecord, JobStatus, QueueCounts
+from ..records import LEASE_EXPIRED_ERROR, JobRecord, JobStatus, QueueCounts
 from .base import BaseQueueDriver
 
 if TYPE_CHECKING:
@@ -67,7 +67,6 @@ FIELDS = (
     "failed_at",
     "queue",
 )
-LEASE_EXPIRED = "LeaseExpired: its worker stopped during the last attempt"
 URL_SCHEMES = ("redis://", "rediss://", "unix://")
 COMPACT = (",", ":")
 HEADS_CACHED = 256  # job headers (all but the two times) kept per driver, for batch dispatch
@@ -514,9 +513,6 @@ class RedisStorageDriver(BaseQueueDriver):
     def _script(self, script: Script, *args: str | int) -> Any:
         return self._io(lambda: script(args=[self.prefix, *args]))
 
-    def _script_args(self, script: Script, args: list[str | int]) -> Any:
-        return self._io(lambda: script(args=args))
-
     def _first_score(self, key: str) -> float | None:
         first = self._io(lambda: self.client.zrange(key, 0, 0, withscores=True))
         return float(first[0][1]) if first else None
@@ -550,7 +546,7 @@ class RedisStorageDriver(BaseQueueDriver):
                 )
             args.append(head + tail + payload)  # the body: a JSON header line, the payload's JSON
         args[count_at] = count
-        first = int(self._script_args(self._push, args))
+        first = int(self._io(lambda: self._push(args=args)))
         for offset, record in enumerate(records):
             record.seq = first + offset
             record.id = str(record.seq)  # unique across processes, and the same in every rerun
@@ -583,29 +579,18 @@ class RedisStorageDriver(BaseQueueDriver):
         round trip. Each script runs atomically and they run in this order; the recovery costs the
         server one empty range lookup when no lease has ended."""
         if queues is not None and not queues:
-            return await super().take_records(acks, queues, now, worker, 0)
+            limit = 0  # no queue to take from (the script reads no queue names as "all queues")
         prefix = self.prefix
         reserve_args = [prefix, repr(now), repr(self.lease_seconds), _opt(worker), *(queues or ())]
 
         calls: list[tuple[Script, list[Any]]] = [(self._ack, [prefix, r.id, r.attempts]) for r in acks]
-        calls.append((self._reclaim, [prefix, repr(now), LEASE_EXPIRED]))
+        calls.append((self._reclaim, [prefix, repr(now), LEASE_EXPIRED_ERROR]))
         calls += [(self._reserve, reserve_args)] * limit
         replies = self._pipelined(calls)
         acked: list[bool | None] = [bool(reply) for reply in replies[: len(acks)]]
         reclaimed = [_record(fields) for fields in replies[len(acks)]]
         taken = [_record(fields) for fields in replies[len(acks) + 1 :] if fields is not None]
         return acked, reclaimed, taken
-
-    async def reserve_records(
-        self, queues: Sequence[str] | None, now: float, worker: str | None, limit: int
-    ) -> list[JobRecord]:
-        """``limit`` reserve scripts in one pipeline: one round trip; each runs atomically."""
-        if limit == 1 or (queues is not None and not queues):
-            record = await self.reserve_record(queues, now, worker)
-            return [] if record is None else [record]
-        args = [self.prefix, repr(now), repr(self.lease_seconds), _opt(worker), *(queues or ())]
-        replies = self._pipelined([(self._reserve, args)] * limit)
-        return [_record(fields) for fields in replies if fields is not None]
 
     async def ack_records(self, records: Sequence[JobRecord]) -> list[bool | None]:
         """The ack scripts of several jobs in one pipeline: one round trip."""
@@ -684,7 +669,7 @@ class RedisStorageDriver(BaseQueueDriver):
         return earliest is not None and earliest <= now
 
     async def reclaim_expired(self, now: float) -> list[JobRecord]:
-        return [_record(fields) for fields in self._script(self._reclaim, repr(now), LEASE_EXPIRED)]
+        return [_record(fields) for fields in self._script(self._reclaim, repr(now), LEASE_EXPIRED_ERROR)]
 
     async def counts(self, now: float) -> QueueCounts:
         ready, waiting, held = self._script(self._counts, repr(now))  # one consistent view

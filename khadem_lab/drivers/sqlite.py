@@ -66,8 +66,6 @@ CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NU
 INSERT OR IGNORE INTO counters (name, value) VALUES ('seq', 0);
 """
 
-LEASE_EXPIRED = "LeaseExpired: its worker stopped during the last attempt"
-
 
 class SQLiteDriver(BaseQueueDriver):
     """Persistent queue in a SQLite file; safe with several worker processes."""
@@ -241,16 +239,7 @@ class SQLiteDriver(BaseQueueDriver):
             first = self._take_seqs(conn, len(records))
             for offset, record in enumerate(records):
                 record.seq = first + offset
-                record.reserved_until = None
-                record.reserved_by = None
-                if record.attempts >= record.max_attempts:
-                    record.status = JobStatus.DEAD
-                    record.last_error = LEASE_EXPIRED
-                    record.error_type = "LeaseExpired"
-                    record.failed_at = now
-                else:
-                    record.status = JobStatus.PENDING
-                    record.available_at = now
+                record.end_lease(now, dead=record.attempts >= record.max_attempts)
             conn.executemany(
                 "UPDATE jobs SET status = ?, seq = ?, available_at = ?, reserved_until = NULL, "
                 "reserved_by = NULL, last_error = ?, error_type = ?, failed_at = ? WHERE id = ?",
