@@ -20,6 +20,8 @@ from .drivers import (
 from .errors import (
     BackgroundTaskError,
     ConfigError,
+    JobDefinitionError,
+    JobStalledError,
     JobTimeoutError,
     KhademLabError,
     LivelockError,
@@ -63,6 +65,8 @@ __all__ = [
     "JobRecord",
     "JobRegistry",
     "JobStatus",
+    "JobDefinitionError",
+    "JobStalledError",
     "JobTimeoutError",
     "KhademLabError",
     "LivelockError",

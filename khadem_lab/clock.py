@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
 if TYPE_CHECKING:
     from .simulation import Simulation
+    from .watchdog import Stall
 
 T = TypeVar("T")
 
@@ -112,19 +113,36 @@ class VirtualClock:
         self._loop = simulation.loop
         self._seq = itertools.count(1)
         self.time: Callable[[], float] = self._loop.time  # the hottest call: no wrapper frame
+        #: The job attempts running: the run path keeps them for the stall watchdog.
+        self.attempts = self._loop.attempts
 
     @property
     def simulation(self) -> Simulation:
         return self._sim
 
+    @property
+    def stall(self) -> Stall | None:
+        """What the stall watchdog is stopping right now, if anything (see :mod:`.watchdog`)."""
+        return self._loop.stall
+
     def now(self) -> datetime:
-        return to_datetime(self._loop.time())
+        """Virtual now, in the simulation's time zone."""
+        return to_datetime(self._loop.time()).astimezone(self._sim.tz)
 
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(max(0.0, seconds))
 
     def call_at(self, when: float, callback: Callable[..., object], *args: Any) -> asyncio.Handle:
         return self._loop.call_at(when, callback, *args)
+
+    def call_idle_at(self, when: float, callback: Callable[..., object], *args: Any) -> asyncio.Handle:
+        """A timer that only polls for work that may never come: see
+        :meth:`~khadem_lab.vloop.VirtualTimeLoop.call_idle_at`."""
+        return self._loop.call_idle_at(when, callback, *args)
+
+    def end_idle(self) -> None:
+        """Work was stored where pollers may find it: their pending polls count as work again."""
+        self._loop.end_idle()
 
     def next_seq(self) -> int:
         return next(self._seq)

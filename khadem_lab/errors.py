@@ -79,6 +79,11 @@ class LivelockError(SimulationError):
     """Raised when tasks keep running at one virtual instant without ever letting time move."""
 
 
+class JobStalledError(KhademLabError, TimeoutError):
+    """Raised (and recorded as the attempt's error) when a job attempt held virtual time still for
+    longer than the simulation's ``stall_timeout`` of real time and was stopped."""
+
+
 class SimulationStalled(SimulationError):
     """Raised when a coroutine run on the virtual clock waits for something that can never happen."""
 
@@ -93,3 +98,8 @@ class BackgroundTaskError(SimulationError):
         super().__init__(
             f"a background task failed during the simulation: {type(first).__name__}: {first}{more}"
         )
+
+
+class JobDefinitionError(KhademLabError, TypeError):
+    """Raised when a QueueJob subclass is defined in a way that cannot run (its ``handle`` is not an
+    ``async def``); raised as the class is defined, naming the class and the fix."""

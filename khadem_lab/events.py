@@ -2,6 +2,11 @@
 
 Drivers and workers emit; metrics, the event log and the notebook panels subscribe. Nobody is
 special-cased: a subscriber is any callable taking a :class:`QueueEvent`.
+
+A subscriber that raises never breaks the queue, and is not allowed to flood the log either: its
+first failure (and the first of each new exception type) is logged with the traceback, later ones
+are counted (:attr:`EventBus.subscriber_errors`) and summarised in one line at 10, 100, 1000, ...
+failures.
 """
 
 from __future__ import annotations
@@ -66,6 +71,39 @@ class QueueEvent(NamedTuple):
 Subscriber = Callable[[QueueEvent], object]
 
 
+class SubscriberErrors:
+    """How often one subscriber has raised, and the last error (it is still called for every
+    event: each is its own chance). Found in :attr:`EventBus.subscriber_errors`."""
+
+    __slots__ = ("_next_summary", "_types", "count", "last_error", "subscriber")
+
+    def __init__(self, subscriber: Subscriber) -> None:
+        self.subscriber = subscriber
+        #: Failures so far.
+        self.count = 0
+        #: The last one, as ``"Type: message"``.
+        self.last_error = ""
+        self._types: set[type[BaseException]] = set()  # those logged with their traceback
+        self._next_summary = SUMMARY_EVERY
+
+    @property
+    def name(self) -> str:
+        return subscriber_name(self.subscriber)
+
+    def __repr__(self) -> str:
+        return f"SubscriberErrors({self.name}: {self.count} failures, the last: {self.last_error})"
+
+
+#: A failing subscriber is summarised in the log when its count reaches this, then ten times more.
+SUMMARY_EVERY = 10
+
+
+def subscriber_name(subscriber: object) -> str:
+    """``on_event`` or ``Panel.update`` rather than ``<function on_event at 0x7f...>``."""
+    name = getattr(subscriber, "__qualname__", None)
+    return name if isinstance(name, str) else repr(subscriber)
+
+
 class EventBus:
     """Fan-out of events to subscribers, in subscription order.
 
@@ -78,6 +116,7 @@ class EventBus:
         self._own: list[tuple[Subscriber, frozenset[EventKind]]] = []
         self._targets: list[EventBus] = []
         self._sources: list[EventBus] = []
+        self._errors: dict[int, SubscriberErrors] = {}  # by id(subscriber): any callable may fail
         #: For each kind, the subscribers that receive it, in order. Read-only for emitters.
         self.by_kind: dict[EventKind, tuple[Subscriber, ...]] = {kind: () for kind in EventKind}
 
@@ -116,19 +155,72 @@ class EventBus:
         return found
 
     def emit(self, event: QueueEvent) -> None:
-        deliver(self.by_kind[event.kind], event)
+        deliver(self.by_kind[event.kind], event, self)
 
     def __bool__(self) -> bool:
         return any(self.by_kind.values())
 
+    # -- subscribers that raise ---------------------------------------------------------------------
+    @property
+    def subscriber_errors(self) -> list[SubscriberErrors]:
+        """The subscribers of this bus that have raised, with how often and the last error."""
+        return list(self._errors.values())
 
-def deliver(subscribers: tuple[Subscriber, ...], event: QueueEvent) -> None:
-    """Call each subscriber with ``event``; a failing one is logged, never raised into the queue."""
+    def subscriber_failed(self, subscriber: Subscriber, event: QueueEvent, error: Exception) -> None:
+        """Whoever delivers this bus's events calls this when ``subscriber`` raised ``error`` on
+        ``event``: counted on the bus it subscribed to; logged with the traceback the first time
+        (and for each new exception type), then in one line at 10, 100, 1000, ... failures."""
+        owner = self._owner_of(subscriber) or self
+        errors = owner._errors.get(id(subscriber))
+        if errors is None:
+            errors = owner._errors[id(subscriber)] = SubscriberErrors(subscriber)
+        errors.count += 1
+        errors.last_error = f"{type(error).__name__}: {error}"
+        summary_due = errors.count == errors._next_summary
+        if summary_due:
+            errors._next_summary *= 10
+        if type(error) not in errors._types:
+            errors._types.add(type(error))
+            first = errors.count == 1
+            log.error(
+                "event subscriber %s failed on %s (job %s, %s): %s%s",
+                errors.name,
+                event.kind,
+                event.job_id,
+                event.job_type,
+                errors.last_error,
+                ". It is still called for each event; its failures are counted in `subscriber_errors` "
+                "(qm.subscriber_errors) and logged again at 10, 100, 1000, ... failures"
+                if first
+                else f" (a new error; {errors.count} failures so far)",
+                exc_info=error,
+            )
+        elif summary_due:
+            log.warning(
+                "event subscriber %s has failed %d times (the last: %s)",
+                errors.name,
+                errors.count,
+                errors.last_error,
+            )
+
+    def _owner_of(self, subscriber: Subscriber) -> EventBus | None:
+        if any(own is subscriber for own, _ in self._own):
+            return self
+        for target in self._targets:
+            owner = target._owner_of(subscriber)
+            if owner is not None:
+                return owner
+        return None
+
+
+def deliver(subscribers: tuple[Subscriber, ...], event: QueueEvent, bus: EventBus) -> None:
+    """Call each subscriber with ``event``; a failing one is told to ``bus`` (counted, logged
+    sparingly), never raised into the queue."""
     for subscriber in subscribers:
         try:
             subscriber(event)
-        except Exception:
-            log.exception("event subscriber %r failed on %s", subscriber, event.kind)
+        except Exception as error:
+            bus.subscriber_failed(subscriber, event, error)
 
 
 class EventLog:

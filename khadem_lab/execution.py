@@ -16,11 +16,18 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from .backoff import delay_for
-from .errors import JobTimeoutError, PermanentFailure, SerializationError, UnregisteredJobError
+from .errors import (
+    JobStalledError,
+    JobTimeoutError,
+    PermanentFailure,
+    SerializationError,
+    UnregisteredJobError,
+)
 from .events import EventKind
 from .job import QueueJob
 from .records import JobRecord, JobStatus
 from .serialization import decode_job
+from .watchdog import Attempts, Preempted, Stall, error_where, stall_caused
 
 if TYPE_CHECKING:
     from .drivers.base import BaseQueueDriver
@@ -105,84 +112,143 @@ async def execute(
     With ``deferred_acks`` (a prefetching worker), a completed job is appended there instead of
     acked now; the worker acks them together (:meth:`BaseQueueDriver.settle_acks`)."""
     clock = driver.clock
-    job = record.job
-    if job is None:
-        try:
-            job = decode_job(record.type, record.payload, driver.registry)
-        except (UnregisteredJobError, SerializationError) as exc:
-            await report_error(hooks, exc)
-            return await _fail_for_good(driver, record, exc, worker, hooks, job=None)
-    # The attempt number for `job.attempt` (object.__setattr__: frozen dataclass jobs too). A
-    # slots class without the attribute simply cannot see it. (try/except, not contextlib.suppress,
-    # on this hot path.)
-    try:  # noqa: SIM105
-        object.__setattr__(job, "_attempt", record.attempts)
-    except AttributeError:
-        pass
-    if hooks.on_job_start is not None:  # checked here as well: no coroutine per job without a hook
-        await call_hook(hooks, hooks.on_job_start, job)
-    started = clock.time()
-    driver.emit(EventKind.STARTED, record, worker=worker, time=started)
-    error: BaseException
+    # The attempt this task runs, for the stall watchdog of a simulation (None on other clocks).
+    attempts: Attempts | None = getattr(clock, "attempts", None)
+    task = asyncio.current_task() if attempts is not None else None
+    if attempts is not None:
+        attempts.running[task] = record  # type: ignore[index]
+        attempts.started += 1
     try:
-        if record.timeout is None:
-            result = await job.handle()
-        else:
-            deadline = asyncio.timeout(record.timeout)
+        job = record.job
+        if job is None:
             try:
-                async with deadline:
-                    result = await job.handle()
-            except TimeoutError:
-                if not deadline.expired():
-                    raise
-                raise JobTimeoutError(
-                    f"{record.display_name} ran past its timeout of {record.timeout:g} s and was cancelled"
-                ) from None
-    except Exception as exc:
-        error = exc
-    else:
-        finished = clock.time()
-        if deferred_acks is not None:
-            deferred_acks.append(record)
-            acked: bool | None = True
+                job = decode_job(record.type, record.payload, driver.registry)
+            except (UnregisteredJobError, SerializationError) as exc:
+                await report_error(hooks, exc)
+                return await _fail_for_good(driver, record, exc, worker, hooks, job=None)
+        # The attempt number for `job.attempt` (object.__setattr__: frozen dataclass jobs too). A
+        # slots class without the attribute simply cannot see it. (try/except, not contextlib.suppress,
+        # on this hot path.)
+        try:  # noqa: SIM105
+            object.__setattr__(job, "_attempt", record.attempts)
+        except AttributeError:
+            pass
+        if hooks.on_job_start is not None:  # checked here as well: no coroutine per job without a hook
+            await call_hook(hooks, hooks.on_job_start, job)
+        started = clock.time()
+        driver.emit(EventKind.STARTED, record, worker=worker, time=started)
+        error: BaseException
+        try:
+            if record.timeout is None:
+                result = await job.handle()
+            else:
+                deadline = asyncio.timeout(record.timeout)
+                try:
+                    async with deadline:
+                        result = await job.handle()
+                except TimeoutError:
+                    if not deadline.expired():
+                        raise
+                    raise JobTimeoutError(
+                        f"{record.display_name} ran past its timeout of {record.timeout:g} s "
+                        "and was cancelled"
+                    ) from None
+        except Exception as exc:
+            error = exc
+        except (asyncio.CancelledError, Preempted) as exc:
+            error = _stopped(exc, clock, record)  # stopped by a simulation's stall watchdog (or raise)
         else:
-            acked = await driver.ack_record(record)
-        driver.emit(EventKind.COMPLETED, record, worker=worker, duration=finished - started, time=finished)
-        if acked is False:
-            driver.emit(EventKind.LEASE_LOST, record, worker=worker, time=finished)
-        if hooks.on_job_complete is not None:
-            await call_hook(hooks, hooks.on_job_complete, job, result)
-        return Outcome.COMPLETED
+            finished = clock.time()
+            if deferred_acks is not None:
+                deferred_acks.append(record)
+                acked: bool | None = True
+            else:
+                acked = await driver.ack_record(record)
+            driver.emit(
+                EventKind.COMPLETED, record, worker=worker, duration=finished - started, time=finished
+            )
+            if acked is False:
+                driver.emit(EventKind.LEASE_LOST, record, worker=worker, time=finished)
+            if hooks.on_job_complete is not None:
+                await call_hook(hooks, hooks.on_job_complete, job, result)
+            return Outcome.COMPLETED
 
-    now = clock.time()
-    text = describe(error)
-    driver.emit(EventKind.FAILED, record, worker=worker, error=text, duration=now - started, time=now)
-    retry = (
-        not isinstance(error, PermanentFailure)
-        and bool(job.should_retry)
-        and record.attempts < record.max_attempts
+        now = clock.time()
+        text = describe(error)
+        driver.emit(EventKind.FAILED, record, worker=worker, error=text, duration=now - started, time=now)
+        retry = (
+            not isinstance(error, PermanentFailure)
+            and bool(job.should_retry)
+            and record.attempts < record.max_attempts
+        )
+        delay = delay_for(job.retry_delay, record.attempts) if retry else 0.0
+        if retry and delay <= 0:
+            stall: Stall | None = getattr(clock, "stall", None)
+            if stall is not None and stall.is_retry_of(record.id):  # retried at once, over and over
+                error = _retried_at_once(stall, record, text)
+                retry = False
+        if not retry:
+            return await _fail_for_good(driver, record, error, worker, hooks, job=job)
+        record.available_at = now + delay
+        record.last_error = text
+        record.error_type = type(error).__name__
+        record.status = JobStatus.PENDING
+        record.reserved_until = None
+        record.reserved_by = None
+        if await driver.release_record(record) is False:
+            driver.emit(EventKind.LEASE_LOST, record, worker=worker, error=text, time=now)
+            return Outcome.LEASE_LOST
+        driver.emit(
+            EventKind.RETRY_SCHEDULED,
+            record,
+            worker=worker,
+            error=text,
+            available_at=record.available_at,
+            time=now,
+        )
+        driver.notify(record.queue, record.available_at)
+        return Outcome.RETRY
+    finally:
+        if attempts is not None:
+            del attempts.running[task]  # type: ignore[arg-type]
+
+
+def _stopped(error: BaseException, clock: Any, record: JobRecord) -> JobStalledError:
+    """The attempt was cancelled or preempted: by the stall watchdog (then it fails, like a
+    timeout, and the stall names it), or for another reason (then ``error`` goes on up)."""
+    stall: Stall | None = getattr(clock, "stall", None)
+    if stall is None or not stall_caused(error, stall):
+        raise error
+    if isinstance(error, asyncio.CancelledError):
+        task = asyncio.current_task()
+        if task is not None:
+            task.uncancel()
+    stall.where = stall.where or error_where(error)
+    where = f" at {stall.where}" if stall.where else ""
+    if stall.kind == "interrupt":
+        stall.stopped.append(f"{record.describe()} was interrupted{where}; the attempt counts as failed")
+        return JobStalledError(f"{record.display_name} was interrupted (Ctrl-C){where}")
+    stall.stopped.append(
+        f"{record.describe()} kept virtual time from moving{where}; it was stopped and the attempt "
+        "counts as failed, like a timeout. A job must wait on the clock (`await asyncio.sleep(...)`) "
+        "to let time pass"
     )
-    if not retry:
-        return await _fail_for_good(driver, record, error, worker, hooks, job=job)
-    record.available_at = now + delay_for(job.retry_delay, record.attempts)
-    record.last_error = text
-    record.error_type = type(error).__name__
-    record.status = JobStatus.PENDING
-    record.reserved_until = None
-    record.reserved_by = None
-    if await driver.release_record(record) is False:
-        driver.emit(EventKind.LEASE_LOST, record, worker=worker, error=text, time=now)
-        return Outcome.LEASE_LOST
-    driver.emit(
-        EventKind.RETRY_SCHEDULED,
-        record,
-        worker=worker,
-        error=text,
-        available_at=record.available_at,
-        time=now,
+    return JobStalledError(
+        f"{record.display_name} held virtual time still for {stall.real_seconds:.1f} s of real time"
+        f"{where} and was stopped"
     )
-    driver.notify(record.queue, record.available_at)
-    return Outcome.RETRY
+
+
+def _retried_at_once(stall: Stall, record: JobRecord, text: str) -> JobStalledError:
+    stall.stopped.append(
+        f"{record.display_name} (job {record.id}) failed and was retried at once {record.attempts:,} "
+        f"times (its retry delay is 0; last error: {text}); it was dead-lettered. Give it a retry "
+        "delay, or fewer retries"
+    )
+    return JobStalledError(
+        f"{record.display_name} was retried with no delay {record.attempts:,} times at one virtual "
+        f"instant (last error: {text}); dead-lettered to let the simulation go on"
+    )
 
 
 async def _fail_for_good(

@@ -20,10 +20,12 @@ anything else (the spec's ``SerializableJob``).
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from datetime import timedelta
 from typing import Any
 
 from .backoff import RetryStrategy
+from .errors import JobDefinitionError
 
 #: Names of the job options; they are stored with the job record, not in its payload.
 JOB_OPTIONS = frozenset({"max_retries", "retry_delay", "should_retry", "timeout", "queue", "display_name"})
@@ -42,6 +44,18 @@ class QueueJob:
     timeout: timedelta | None = None
     #: The queue the job goes to unless ``dispatch(queue=...)`` says otherwise.
     queue: str = "default"
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Check, as the class is defined, that a ``handle`` it defines is an ``async def``: a plain
+        ``def`` would run, then fail when the queue awaits its result, be retried (running again)
+        and end in the dead-letter queue, far from the mistake."""
+        super().__init_subclass__(**kwargs)
+        if "handle" in vars(cls):
+            problem = _handle_problem(vars(cls)["handle"])
+            if problem is not None:
+                raise JobDefinitionError(
+                    f"`{cls.__name__}.handle()` must be `async def handle(self)`: {problem}"
+                )
 
     async def handle(self) -> Any:
         """The job's work. Raise to fail the attempt (``PermanentFailure`` to skip retries)."""
@@ -74,6 +88,29 @@ class QueueJob:
     def __repr__(self) -> str:  # dataclass jobs get their own
         fields = ", ".join(f"{k}={v!r}" for k, v in self.to_json().items())
         return f"{type(self).__name__}({fields})"
+
+
+def _handle_problem(handle: object) -> str | None:
+    """What is wrong with a class's ``handle`` attribute, or None if the queue can await it."""
+    if isinstance(handle, (staticmethod, classmethod)):
+        handle = handle.__func__
+    if not callable(handle):
+        return f"it is {handle!r}, not a method."
+    function = inspect.unwrap(handle)  # a decorator's wrapper may return the coroutine: look inside
+    if inspect.isasyncgenfunction(function):
+        return (
+            "it is an async generator (it has `yield`), which the queue cannot await. "
+            "Return the result instead of yielding it."
+        )
+    if inspect.isgeneratorfunction(function):
+        return "it is a generator (`def` with `yield`): make it `async def` and return the result."
+    if (
+        inspect.isfunction(function)
+        and function.__code__.co_name == "handle"  # the body written in the class, not a wrapper
+        and not inspect.iscoroutinefunction(function)
+    ):
+        return "it is a plain `def`, so the queue cannot await it: add `async` before `def handle`."
+    return None  # a coroutine function, or a wrapper or callable object we cannot see into
 
 
 _CLASS_OVERRIDES: dict[tuple[type, str], bool] = {}

@@ -66,6 +66,10 @@ class JobRecord:
         """First run plus retries."""
         return self.max_retries + 1
 
+    def describe(self) -> str:
+        """The job and its attempt, for a person: ``"Flaky (job 3, attempt 2)"``."""
+        return f"{self.display_name} (job {self.id}, attempt {self.attempts})"
+
     def end_lease(self, now: float, *, dead: bool) -> None:
         """Its worker vanished and the lease ended by ``now``: back to pending, due ``now``, or,
         when ``dead`` (no attempt left), to the dead letters with :data:`LEASE_EXPIRED_ERROR`.

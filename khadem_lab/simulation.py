@@ -20,13 +20,16 @@ import math
 import random
 import sys
 import threading
+import time
 from collections.abc import Awaitable, Callable, Coroutine
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any, TypeVar
 
+from . import wallclock as wallclock_bridge
 from .clock import VirtualClock, to_datetime, to_seconds, to_timestamp
-from .errors import BackgroundTaskError, SimulationError, SimulationStalled
+from .errors import BackgroundTaskError, LivelockError, SimulationError, SimulationStalled
 from .vloop import VirtualTimeLoop
+from .watchdog import Preempted, Stall, Watchdog
 
 T = TypeVar("T")
 
@@ -39,8 +42,16 @@ class Simulation:
 
     ``start`` is the simulated start date (default :data:`DEFAULT_START`); ``seed`` seeds
     :attr:`rng`, the random generator scenarios should draw from so that runs repeat exactly.
-    With ``wallclock=True``, ``datetime.now()`` and ``time.time()`` inside job code return virtual
-    time while the simulation runs (a freezegun bridge, switched on only during each run).
+    With ``wallclock=True``, ``datetime.now()`` and ``time.time()`` called on the simulation's own
+    thread (job code) return virtual time; every other thread (the kernel, the learner's own tasks)
+    keeps seeing real time (see :mod:`khadem_lab.wallclock`).
+
+    ``tz`` is the time zone in which :meth:`now`, the return values of the advances and the reprs
+    show virtual time (default: ``start``'s, else UTC); inside, time is UTC seconds.
+    ``stall_timeout``: how long (real seconds) virtual time may stand still before the
+    watchdog stops what holds it (a job that never waits, a zero-delay retry loop) and the call
+    raises :class:`~khadem_lab.errors.LivelockError`; None switches the watchdog off. See
+    :mod:`khadem_lab.watchdog`.
     """
 
     def __init__(
@@ -48,10 +59,15 @@ class Simulation:
         start: datetime = DEFAULT_START,
         *,
         seed: int = 0,
+        tz: tzinfo | None = None,
+        stall_timeout: float | None = 1.0,
         livelock_budget: int = 1_000_000,
         wallclock: bool = False,
     ) -> None:
+        if stall_timeout is not None and not stall_timeout > 0:
+            raise ValueError(f"stall_timeout must be None or a number of seconds > 0, got {stall_timeout!r}")
         self.start = start if start.tzinfo else start.replace(tzinfo=UTC)
+        self.tz: tzinfo = tz or self.start.tzinfo or UTC
         self.loop = VirtualTimeLoop(to_timestamp(self.start), livelock_budget=livelock_budget)
         self.loop.set_exception_handler(self._on_loop_error)
         self.clock = VirtualClock(self)
@@ -61,12 +77,18 @@ class Simulation:
         self._errors: list[BaseException] = []
         self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="khadem-sim")
         self._thread_id = self._pool.submit(threading.get_ident).result()
+        self._watchdog = Watchdog(self.loop, self._thread_id, stall_timeout)
+        # A call interrupted by Ctrl-C whose loop thread could not be stopped (stuck in C code)
+        self._stuck: concurrent.futures.Future[Any] | None = None
         self._closed = False
+        self._detach_wallclock = (
+            wallclock_bridge.attach(self._thread_id, self.loop.time) if wallclock else None
+        )
 
     # -- reading time ---------------------------------------------------------------------------
     def now(self) -> datetime:
-        """Virtual now, as an aware UTC datetime."""
-        return to_datetime(self.loop.time())
+        """Virtual now, as an aware datetime in the simulation's time zone."""
+        return to_datetime(self.loop.time()).astimezone(self.tz)
 
     def time(self) -> float:
         """Virtual now, as seconds since the epoch."""
@@ -158,18 +180,28 @@ class Simulation:
         return task
 
     def report_failure(self, task: asyncio.Future[Any]) -> None:
-        """Done-callback for background tasks: keep the error to raise after the advance."""
-        if not task.cancelled() and task.exception() is not None:
-            self._errors.append(task.exception())  # type: ignore[arg-type]
+        """Done-callback for background tasks: stop the loop at this virtual instant, so that the
+        call running it raises the error there (a task stopped by the watchdog is reported by
+        the stall instead)."""
+        if task.cancelled():
+            return
+        error = task.exception()
+        if error is not None and not isinstance(error, Preempted):
+            self._errors.append(error)
+            self.loop.stop()
 
     # -- closing ------------------------------------------------------------------------------------
     def close(self) -> None:
         """Cancel what still runs, close the loop and the helper thread. Idempotent."""
         if self._closed:
             return
+        self._check_not_busy()
         self._pool.submit(self._shutdown).result()
         self._pool.shutdown(wait=True)
+        self._watchdog.close()
         self._closed = True
+        if self._detach_wallclock is not None:
+            self._detach_wallclock()
 
     def _shutdown(self) -> None:
         tasks = [t for t in asyncio.all_tasks(self.loop) if not t.done()]
@@ -189,6 +221,11 @@ class Simulation:
     def __repr__(self) -> str:
         return f"Simulation(now={self.now().isoformat()}, seed={self.seed})"
 
+    @property
+    def stall_timeout(self) -> float | None:
+        """Real seconds virtual time may stand still before the watchdog steps in (None: off)."""
+        return self._watchdog.stall_timeout
+
     # -- plumbing -------------------------------------------------------------------------------------
     def _on_loop_thread(self) -> bool:
         return threading.get_ident() == self._thread_id
@@ -200,6 +237,18 @@ class Simulation:
             raise SimulationError(
                 "the simulation cannot be advanced from inside itself (from a job or a task on the "
                 "virtual loop); wait with `await asyncio.sleep(seconds)` there instead"
+            )
+        self._check_not_busy()
+
+    def _check_not_busy(self) -> None:
+        """A call interrupted by Ctrl-C whose thread is still stuck (in code that cannot be
+        preempted, such as a long C call) would block every later call: say so instead."""
+        stuck = self._stuck
+        if stuck is not None and not stuck.done():
+            raise SimulationError(
+                f"the simulation is still stopping after an interrupt: its thread is busy in "
+                f"{self._watchdog.where_now() or 'code that cannot be interrupted'}. Try again when "
+                "that returns, or restart the kernel if it never does"
             )
 
     def _check_callable_or_close(self, coro: Awaitable[Any]) -> None:
@@ -218,64 +267,128 @@ class Simulation:
         return self._pool.submit(fn, *args, **kwargs).result()
 
     def _call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """Run ``fn`` on the loop thread, blocking; job ``print()`` output lands in the caller."""
+        """Run ``fn`` on the loop thread, blocking; job ``print()`` output lands in the caller.
+
+        Ctrl-C (KeyboardInterrupt) stops the loop where nothing is half done, preempting code that
+        never yields, and is raised once the loop has stopped: the simulation stays usable."""
         self._check_callable()
         buffer = io.StringIO()
         with contextlib.redirect_stdout(buffer):
             try:
-                result: T = self._pool.submit(self._guarded, fn, *args, **kwargs).result()
+                future = self._pool.submit(self._guarded, fn, *args, **kwargs)
+                try:
+                    try:
+                        result: T = future.result()
+                    except KeyboardInterrupt:
+                        if future.done():
+                            raise
+                        self._watchdog.interrupt()
+                        result = self._wait_after_interrupt(future)
+                except (SimulationError, KeyboardInterrupt) as exc:  # without the thread's frames
+                    raise exc.with_traceback(None) from exc.__cause__
             finally:
                 captured = buffer.getvalue()
         if captured:
             sys.stdout.write(captured)
         return result
 
+    def _wait_after_interrupt(self, future: concurrent.futures.Future[T]) -> T:
+        deadline = _real_time() + 5.0
+        while True:
+            try:
+                return future.result(timeout=max(0.0, deadline - _real_time()))
+            except KeyboardInterrupt:
+                if future.done():  # the call's own outcome: the loop stopped for the interrupt
+                    raise
+                self._watchdog.interrupt()  # pressed again: keep stopping, the thread is not free
+            except concurrent.futures.TimeoutError:
+                self._stuck = future
+                raise KeyboardInterrupt(
+                    "the simulation was interrupted, but its thread is still busy in "
+                    f"{self._watchdog.where_now() or 'code that cannot be interrupted'}; it stops "
+                    "when that returns"
+                ) from None
+
     async def _call_async(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run ``fn`` on the loop thread while the caller's loop (a kernel's) keeps running.
+
+        The caller's loop is woken a few times a second meanwhile: ipykernel turns Ctrl-C into a
+        cancellation of the cell, delivered only when its loop wakes. A cancelled call stops the
+        simulation where nothing is half done before it returns."""
         self._check_callable()
         future = self._pool.submit(self._guarded, fn, *args, **kwargs)
-        return await asyncio.wrap_future(future)
+        outcome: asyncio.Future[T] = asyncio.wrap_future(future)
+        try:
+            while not outcome.done():
+                await asyncio.wait({outcome}, timeout=_ASYNC_POLL)
+        except asyncio.CancelledError:
+            self._watchdog.interrupt()
+            deadline = _real_time() + 5.0
+            while not outcome.done() and _real_time() < deadline:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.wait({outcome}, timeout=_ASYNC_POLL)
+            if not outcome.done():
+                self._stuck = future
+            elif isinstance(outcome.exception(), KeyboardInterrupt):
+                raise asyncio.CancelledError(str(outcome.exception())) from None
+            raise
+        try:
+            return outcome.result()
+        except (SimulationError, KeyboardInterrupt) as exc:
+            raise exc.with_traceback(None) from exc.__cause__
 
     def _guarded(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """On the loop thread: run, with the wall-clock bridge if asked, then report failures."""
-        with self._wallclock_bridge():
-            result = fn(*args, **kwargs)
+        """On the loop thread: run under the watchdog, then raise what stopped it early: a stall
+        (LivelockError), Ctrl-C (KeyboardInterrupt), a failed background task."""
+        with self._watchdog.watching():
+            try:
+                result = fn(*args, **kwargs)
+            except Preempted:  # arrived between two callbacks: nothing was half done
+                if self.loop.stall is None:
+                    raise
+        stall, self.loop.stall = self.loop.stall, None
+        if stall is not None:
+            raise self._stall_error(stall)
         if self._errors:
             errors, self._errors = self._errors, []
             raise BackgroundTaskError(errors) from errors[0]
         return result
 
+    def _stall_error(self, stall: Stall) -> BaseException:
+        when = to_datetime(stall.at).astimezone(self.tz).strftime("%Y-%m-%d %H:%M:%S")
+        stopped = "".join(f"\n- {line}" for line in stall.stopped)
+        if stall.kind == "interrupt":
+            return KeyboardInterrupt(f"simulation interrupted at {when} (virtual){stopped}")
+        timeout = self._watchdog.stall_timeout
+        return LivelockError(
+            f"virtual time stood still at {when} for {stall.real_seconds:.1f} s of real time, so "
+            f"the watchdog stopped what held it (stall_timeout={timeout:g} s):"
+            f"{stopped or chr(10) + '- nothing could be stopped; a task keeps time from moving'}\n"
+            "The simulation can go on. If this was real work that takes long, raise "
+            "Simulation(stall_timeout=...) or set it to None."
+        )
+
     def _run_task(self, coro: Awaitable[T]) -> asyncio.Task[T]:
         task = self.loop.create_task(_as_coroutine(coro))
         if not self.loop.run_task(task):
             task.cancel()
-            self.loop.run_task(task)
-            raise SimulationStalled(
-                f"{getattr(coro, '__qualname__', coro)!s} waits for something that can never happen: "
-                "no timer is scheduled and no other task can run (for example a worker with no "
-                "max_jobs or timeout and nothing left to do). Start it with run_in_background=True "
-                "and advance the clock instead."
-            )
+            if self.loop.quiescent:
+                self.loop.run_task(task)
+                raise SimulationStalled(
+                    f"{getattr(coro, '__qualname__', coro)!s} waits for something that can never "
+                    "happen: no timer is scheduled and no other task can run (for example a worker "
+                    "with no max_jobs or timeout and nothing left to do). Start it with "
+                    "run_in_background=True and advance the clock instead."
+                )
+            # Stopped early (a stall, Ctrl-C, a failed background task): raised by _guarded.
         return task
-
-    @contextlib.contextmanager
-    def _wallclock_bridge(self) -> Any:
-        if not self.wallclock:
-            yield
-            return
-        from freezegun import freeze_time
-
-        freezer = freeze_time(self.now(), tick=False, real_asyncio=True)
-        frozen = freezer.start()
-        self.loop.on_jump = lambda t: frozen.move_to(to_datetime(t))
-        try:
-            yield
-        finally:
-            self.loop.on_jump = None
-            freezer.stop()
 
     def _on_loop_error(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
         error = context.get("exception")
+        if isinstance(error, Preempted):
+            return  # reported by the stall
         self._errors.append(error if error is not None else SimulationError(context["message"]))
+        self.loop.stop()
 
 
 def _duration(
@@ -285,6 +398,15 @@ def _duration(
     if total < 0 or math.isnan(total):
         raise ValueError(f"cannot advance by a negative or undefined duration ({total!r} s)")
     return total
+
+
+#: How often a caller's loop wakes while it awaits a call on the simulation's thread (seconds).
+_ASYNC_POLL = 0.1
+
+
+def _real_time() -> float:
+    """Real seconds, to bound how long a call waits for the loop thread after Ctrl-C."""
+    return time.monotonic()
 
 
 def _as_coroutine(awaitable: Awaitable[T]) -> Coroutine[Any, Any, T]:

@@ -17,9 +17,13 @@ import asyncio
 import contextlib
 import math
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import LivelockError
+from .watchdog import Attempts, task_where
+
+if TYPE_CHECKING:
+    from .watchdog import Stall
 
 # Timers within this many seconds of "now" count as due. asyncio's default (the monotonic clock's
 # resolution, 1 ns) is below the float spacing of epoch seconds (~0.24 us), so a timer due exactly
@@ -44,6 +48,13 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
         self._spins = 0
         self.quiescent = False
         self.on_jump: Callable[[float], None] | None = None
+        #: The job attempt each task is running (set by the run path), for the stall watchdog.
+        self.attempts = Attempts()
+        #: Timers that only look for work that may never come (a shared queue's poll): when they
+        #: are all that is left, the loop is idle (see :meth:`call_idle_at`).
+        self._idle_timers: set[asyncio.TimerHandle] = set()
+        #: Set (by the watchdog, or Ctrl-C) when the loop must stop before its horizon.
+        self.stall: Stall | None = None
 
     # -- time -------------------------------------------------------------------------------
     def time(self) -> float:
@@ -55,6 +66,32 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
             self._spins = 0
             if self.on_jump is not None:
                 self.on_jump(when)
+
+    # -- idle timers ----------------------------------------------------------------------------
+    def call_idle_at(self, when: float, callback: Callable[..., object], *args: Any) -> asyncio.TimerHandle:
+        """Like ``call_at``, for a timer that only polls for work that may never come (an idle
+        worker on a queue shared between processes). When only such timers are left, the loop
+        counts as idle: ``run_until_idle`` returns and a coroutine waiting on nothing else is
+        stalled, instead of polling on forever in virtual time."""
+        handle = self.call_at(when, callback, *args)
+        self._idle_timers.add(handle)
+        return handle
+
+    def end_idle(self) -> None:
+        """The pending idle timers are work after all (a job was stored where they look)."""
+        self._idle_timers.clear()
+
+    def _next_work(self) -> float:
+        """When the earliest timer that is not an idle poll is due (inf: none)."""
+        scheduled = self._scheduled  # type: ignore[attr-defined]
+        if not scheduled:
+            return math.inf
+        head = scheduled[0]
+        if not self._idle_timers or head not in self._idle_timers:
+            return float(head._when)
+        self._idle_timers = {h for h in self._idle_timers if not h.cancelled() and h in scheduled}
+        work = [h._when for h in scheduled if not h.cancelled() and h not in self._idle_timers]
+        return float(min(work)) if work else math.inf
 
     # -- real I/O holds the clock ---------------------------------------------------------
     @contextlib.contextmanager
@@ -89,6 +126,8 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
             events = self._real_select(0)
             if events:
                 return events
+        if self.stall is not None and self._halt(timeout):
+            return events
         if timeout == 0:  # callbacks are ready: count spins at this instant
             self._spins += 1
             if self._spins > self.livelock_budget:
@@ -103,7 +142,7 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
         if self._holds:  # real I/O in flight: wait for it in real time, virtual time stays
             result: list[Any] = self._real_select(0.05)
             return result
-        next_when = self._scheduled[0]._when if self._scheduled else math.inf  # type: ignore[attr-defined]
+        next_when = self._next_work()
         if next_when > self._horizon or next_when == math.inf:
             # Work left beyond the horizon: time has run up to it. Nothing left at all: idle; the
             # clock goes to the horizon only if asked (advance), not for run_until_idle.
@@ -112,8 +151,40 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
             self.quiescent = True
             self.stop()
             return events
-        self._set_time(next_when)
+        self._set_time(self._scheduled[0]._when)  # type: ignore[attr-defined]  # (perhaps a poll)
         return events
+
+    def _halt(self, timeout: float | None) -> bool:
+        """A stall is pending: stop the loop where nothing is half done. True if stopping now.
+
+        Ctrl-C stops at once (between callbacks). A stopped attempt or job is given the rest of
+        this instant to settle (its failure is recorded), and the loop stops before time would
+        move. A task spinning outside any job is cancelled once it is seen ready twice."""
+        stall = self.stall
+        assert stall is not None
+        if stall.kind == "interrupt" or timeout != 0:
+            stall.at = self._vnow  # where it stops (Ctrl-C comes from another thread, a bit earlier)
+            self.stop()
+            return True
+        if stall.kind == "spin":
+            ready = {t for t in asyncio.all_tasks(self) if t._fut_waiter is None}  # type: ignore[attr-defined]
+            if stall.suspects is None:
+                stall.suspects = ready
+                return False
+            spinning = stall.suspects & ready  # ready at two loop iterations in a row
+            if not spinning:  # many tasks doing work at one instant: not a spin after all
+                self.stall = None
+                return False
+            for task in spinning:
+                stall.where = stall.where or task_where(task)
+                if task not in self.attempts.running:
+                    stall.stopped.append(
+                        f"task {task.get_name()!r} ({task.get_coro().__qualname__}, at "  # type: ignore[union-attr]
+                        f"{task_where(task) or 'unknown'}) was cancelled"
+                    )
+                task.cancel(stall)  # the message is the Stall (stall_caused checks it)
+            stall.kind = "spin-stopped"
+        return False
 
     # -- driving it ---------------------------------------------------------------------------
     def run_until(self, horizon: float, *, jump_to_horizon: bool = True) -> None:

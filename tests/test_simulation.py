@@ -129,17 +129,27 @@ def test_a_livelock_raises_instead_of_hanging() -> None:
             sim.advance(seconds=1)
 
 
-def test_a_failing_background_task_is_reported_after_the_advance(sim: Simulation) -> None:
+def test_a_failing_background_task_stops_the_advance_at_its_virtual_time(sim: Simulation) -> None:
+    ticks: list[float] = []
+
     async def broken() -> None:
         await asyncio.sleep(5)
         raise ValueError("disk full")
 
+    async def ticking() -> None:
+        while True:
+            await asyncio.sleep(1)
+            ticks.append(elapsed(sim))
+
+    sim.spawn(ticking())
     sim.spawn(broken())
     with pytest.raises(BackgroundTaskError, match="ValueError: disk full") as info:
         sim.advance(seconds=10)
     assert isinstance(info.value.__cause__, ValueError)
-    assert sim.now() == at(10)
-    sim.advance(seconds=1)  # reported once, not again
+    assert sim.now() == at(5)  # raised where it happened, not at the end of the advance
+    assert ticks == [1, 2, 3, 4, 5]
+    assert sim.advance(seconds=5) == at(10)  # reported once, not again; the rest goes on
+    assert ticks == [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]
 
 
 def test_waiting_for_what_can_never_happen_is_a_clear_error(sim: Simulation) -> None:
@@ -244,3 +254,18 @@ def test_real_socket_data_reaches_a_task_on_the_virtual_loop(sim: Simulation) ->
     sim.spawn(reads_a_socket())
     sim.advance(seconds=5)
     assert got == [(b"ping", 0.0)]
+
+
+def test_a_simulation_shows_time_in_its_time_zone() -> None:
+    from zoneinfo import ZoneInfo
+
+    berlin = ZoneInfo("Europe/Berlin")
+    with Simulation(start=datetime(2024, 1, 1, 9, 0, tzinfo=berlin)) as sim:
+        assert sim.now() == datetime(2024, 1, 1, 9, 0, tzinfo=berlin)
+        assert sim.now().utcoffset() == timedelta(hours=1)  # shown as 09:00+01:00, not 08:00+00:00
+        assert sim.advance(hours=2).isoformat() == "2024-01-01T11:00:00+01:00"
+        assert sim.clock.now().isoformat() == "2024-01-01T11:00:00+01:00"
+        assert repr(sim) == "Simulation(now=2024-01-01T11:00:00+01:00, seed=0)"
+        assert sim.time() == datetime(2024, 1, 1, 10, 0, tzinfo=UTC).timestamp()  # inside: UTC seconds
+    with Simulation(tz=berlin) as sim:  # the default start, shown in Berlin
+        assert sim.now().isoformat() == "2024-01-01T10:00:00+01:00"

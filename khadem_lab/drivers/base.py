@@ -487,8 +487,12 @@ class BaseQueueDriver(abc.ABC):
             if lease_end <= now:
                 return  # a lease has run out: the next reserve brings its job back
             self._watch_leases(lease_end)
+        # A poll that looks only for work another process might add (nothing is known to be due
+        # and no lease is held) is an idle timer: a simulation with only those left is idle.
+        speculative = False
         if self.shared_between_processes:
             poll_at = now + to_seconds(self.config.poll_interval)
+            speculative = wake_at is None and lease_end is None and deadline is None
             wake_at = poll_at if wake_at is None else min(wake_at, poll_at)
         if deadline is not None:
             wake_at = deadline if wake_at is None else min(wake_at, deadline)
@@ -499,7 +503,8 @@ class BaseQueueDriver(abc.ABC):
             return
         waiter = _Waiter(future, queues, wake_at)
         self._waiters.append(waiter)
-        timer = clock.call_at(wake_at, _wake, future) if wake_at is not None else None
+        call_at = getattr(clock, "call_idle_at", clock.call_at) if speculative else clock.call_at
+        timer = call_at(wake_at, _wake, future) if wake_at is not None else None
         try:
             await future
         finally:
@@ -537,7 +542,12 @@ class BaseQueueDriver(abc.ABC):
 
     def notify(self, queue: str, available_at: float) -> None:
         """A job of ``queue`` is due at ``available_at``: wake the first idle worker that would
-        otherwise sleep past it."""
+        otherwise sleep past it. (On a shared store, workers of other drivers find it at their
+        next poll: under a simulation, their polls are then work again, not idle timers.)"""
+        if self.shared_between_processes:
+            end_idle = getattr(self.clock, "end_idle", None)
+            if end_idle is not None:
+                end_idle()
         for waiter in self._waiters:
             if waiter.future.done():
                 continue
@@ -584,8 +594,8 @@ class BaseQueueDriver(abc.ABC):
         for subscriber in subscribers:  # `deliver`, inlined on the hot path
             try:
                 subscriber(event)
-            except Exception:
-                log.exception("event subscriber %r failed on %s", subscriber, kind)
+            except Exception as error:
+                self.events.subscriber_failed(subscriber, event, error)
 
     def _announce(self, records: list[JobRecord]) -> None:
         """After ``push_records``: a DISPATCHED event per record, and wake an idle worker.
