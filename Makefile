@@ -1,4 +1,4 @@
-# The two set-up commands of the README. Each makes its own virtual environment (.venv).
+# The two set-up commands of the README (make lab, make test). Each makes its own virtual environment (.venv).
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
@@ -24,9 +24,9 @@ test: $(VENV)/.installed-test
 	$(BIN)/pytest tests
 	$(BIN)/pytest --nbval --nbval-current-env -p no:randomly notebooks
 
-## make lab: JupyterLab on the notebooks
+## make lab: JupyterLab on the course notebooks (the main job; as root, with --allow-root)
 lab: $(VENV)/.installed-test
-	$(BIN)/jupyter lab notebooks
+	$(BIN)/jupyter lab notebooks $$([ "$$(id -u)" = 0 ] && echo --allow-root)
 
 ## make bench: benchmarks side by side with their peers (see bench/README.md)
 bench: $(VENV)/.installed-test

@@ -23,7 +23,9 @@ def test_readme_quick_start_runs_and_shows_the_timeline() -> None:
 def test_readme_names_the_two_setup_commands_that_exist() -> None:
     text = README.read_text()
     makefile = (README.parent / "Makefile").read_text()
-    for command in ("make demo", "make test"):
-        assert command in text
+    setup = text[text.index("## Set-up on a fresh machine") : text.index("## Quick start")]
+    assert "make lab     # the main job: JupyterLab on the course" in setup
+    for command in ("make lab", "make test", "make demo"):  # the main job, the tests, the demo
+        assert command in setup
         assert f"\n{command.split()[1]}:" in makefile
     assert "make test" in (README.parent / ".ci" / "run").read_text()
