@@ -64,6 +64,8 @@ class Hooks:
     on_job_complete: OnJobComplete | None = None
     on_job_error: OnJobError | None = None
     on_error: OnError | None = None
+    #: Called once per error reported (a worker counts them in ``WorkerStats.errors``).
+    count_error: Callable[[], None] | None = None
 
 
 NO_HOOKS = Hooks()
@@ -82,7 +84,10 @@ async def call_hook(hooks: Hooks, hook: Callable[..., Any] | None, *args: Any) -
 
 
 async def report_error(hooks: Hooks, error: BaseException) -> None:
-    """Hand a worker-level error to ``on_error``, or log it if there is none."""
+    """Count a worker-level error (a failed callback, storage trouble) and hand it to
+    ``on_error``, or log it if there is none."""
+    if hooks.count_error is not None:
+        hooks.count_error()
     stack = "".join(traceback.format_exception(error))
     if hooks.on_error is None:
         log.error("queue worker error: %s", stack)

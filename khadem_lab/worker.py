@@ -9,6 +9,7 @@ next poll (drivers shared between processes).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -71,14 +72,17 @@ class Worker:
         self.max_jobs = max_jobs
         self.delay = to_seconds(delay)
         self.timeout = None if timeout is None else to_seconds(timeout)
-        self.hooks = hooks
         self.stats = WorkerStats()
+        self.hooks = dataclasses.replace(hooks, count_error=self._count_error)
         self.task: asyncio.Task[WorkerStats] | None = None
         self._stopping = False
         self._claimed = 0
         self._busy = 0
         self._wakeups: set[asyncio.Future[None]] = set()
         self._deadline: float | None = None
+
+    def _count_error(self) -> None:
+        self.stats.errors += 1
 
     # -- state ---------------------------------------------------------------------------------
     @property
@@ -179,7 +183,6 @@ class Worker:
                 except Exception as exc:  # storage trouble (a server down): report, back off, go on
                     self._claimed -= want
                     failures += 1
-                    stats.errors += 1
                     await report_error(self.hooks, exc)
                     backoff = min(
                         MAX_ERROR_BACKOFF, to_seconds(driver.config.poll_interval) * 2 ** (failures - 1)
@@ -202,7 +205,6 @@ class Worker:
                     driver, record, worker=slot_name, hooks=self.hooks, deferred_acks=deferred
                 )
             except Exception as exc:  # settling failed in storage; the lease brings the job back
-                stats.errors += 1
                 await report_error(self.hooks, exc)
                 outcome = None
             finally:
@@ -228,7 +230,6 @@ class Worker:
         try:
             await self.driver.settle_acks(deferred, worker=slot_name)
         except Exception as exc:
-            self.stats.errors += 1
             await report_error(self.hooks, exc)
         deferred.clear()
 

@@ -112,7 +112,7 @@ def test_a_broken_callback_is_reported_to_on_error_and_the_worker_goes_on(
 ) -> None:
     errors: list[str] = []
     sim.run(qm.dispatch_batch([Recorded("a"), Recorded("b")]))
-    sim.run(
+    worker = sim.run(
         qm.start_worker(
             max_jobs=2,
             on_job_complete=lambda job, result: 1 / 0,
@@ -121,6 +121,16 @@ def test_a_broken_callback_is_reported_to_on_error_and_the_worker_goes_on(
     )
     assert [name for _, name, _ in Recorded.runs] == ["a", "b"]
     assert errors == ["ZeroDivisionError", "ZeroDivisionError"]
+    assert (worker.stats.completed, worker.stats.errors) == (2, 2)  # counted, not only reported
+
+
+def test_a_broken_callback_without_on_error_is_logged_and_counted(
+    sim: Simulation, qm: QueueManager, caplog: pytest.LogCaptureFixture
+) -> None:
+    sim.run(qm.dispatch(Recorded("a")))
+    worker = sim.run(qm.start_worker(max_jobs=1, on_job_complete=lambda job, result: 1 / 0))
+    assert worker.stats.errors == 1
+    assert "ZeroDivisionError" in caplog.text
 
 
 def test_graceful_stop_finishes_the_job_in_hand(sim: Simulation, qm: QueueManager) -> None:
