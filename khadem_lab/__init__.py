@@ -39,7 +39,7 @@ from .manager import QueueManager
 from .metrics import QueueMetrics
 from .records import JobRecord, JobStatus, QueueCounts
 from .registry import JobRegistry, default_registry, queue_job, register_queue_jobs
-from .simulation import DEFAULT_START, Simulation
+from .simulation import DEFAULT_START, Simulation, SimulationReplacedWarning
 from .worker import Worker, WorkerStats
 
 __version__ = "0.1.0"
@@ -83,6 +83,7 @@ __all__ = [
     "SerializationError",
     "Simulation",
     "SimulationError",
+    "SimulationReplacedWarning",
     "SimulationStalled",
     "StorageError",
     "SynchronousDriver",

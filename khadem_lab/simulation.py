@@ -17,10 +17,14 @@ import concurrent.futures
 import contextlib
 import io
 import math
+import os
 import random
 import sys
 import threading
 import time
+import types
+import warnings
+import weakref
 from collections.abc import Awaitable, Callable, Coroutine
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any, TypeVar
@@ -32,6 +36,16 @@ from .vloop import VirtualTimeLoop
 from .watchdog import Preempted, Stall, Watchdog
 
 T = TypeVar("T")
+
+#: For each place at the top level of a cell or script that made a Simulation: the last one made
+#: there and the frame (the run of the cell) that made it.
+_MADE_AT: dict[tuple[str, int], tuple[weakref.ref[Simulation], types.FrameType]] = {}
+_PACKAGE_DIR = os.path.dirname(__file__)
+
+
+class SimulationReplacedWarning(UserWarning):
+    """Warned when re-running a cell closes the Simulation the same line made before."""
+
 
 #: Where a simulation starts unless told otherwise: a fixed date, so output is reproducible.
 DEFAULT_START = datetime(2024, 1, 1, 9, 0, tzinfo=UTC)
@@ -84,6 +98,7 @@ class Simulation:
         self._detach_wallclock = (
             wallclock_bridge.attach(self._thread_id, self.loop.time) if wallclock else None
         )
+        self._replace_the_one_made_here_before()
 
     # -- reading time ---------------------------------------------------------------------------
     def now(self) -> datetime:
@@ -196,12 +211,43 @@ class Simulation:
         if self._closed:
             return
         self._check_not_busy()
-        self._pool.submit(self._shutdown).result()
-        self._pool.shutdown(wait=True)
-        self._watchdog.close()
-        self._closed = True
-        if self._detach_wallclock is not None:
-            self._detach_wallclock()
+        try:
+            self._pool.submit(self._shutdown).result()
+        finally:
+            self._pool.shutdown(wait=True)
+            self._watchdog.close()
+            self._closed = True
+            if self._detach_wallclock is not None:
+                self._detach_wallclock()
+
+    def _replace_the_one_made_here_before(self) -> None:
+        """Re-running a notebook cell that makes a Simulation closes the one the cell made
+        before (its jobs could never run again, and its thread would linger), with a warning.
+
+        Only for a Simulation made at the top level of a cell or script (not in a function or a
+        comprehension), and only when made by an earlier run of that code: a loop at the top
+        level of one cell makes several that all stay open."""
+        frame = sys._getframe(1)
+        while frame.f_back is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+            frame = frame.f_back
+        if frame.f_code.co_name != "<module>":
+            return
+        site = (frame.f_code.co_filename, frame.f_lineno)
+        before = _MADE_AT.get(site)
+        _MADE_AT[site] = (weakref.ref(self), frame)
+        if before is None:
+            return
+        old, old_frame = before[0](), before[1]
+        if old is None or old._closed or old_frame is frame:
+            return
+        old.close()
+        warnings.warn(
+            f"this line made a Simulation before (now at {old.now():%Y-%m-%d %H:%M:%S}); it was "
+            "closed, as its cell was run again. To keep several simulations open, make them on "
+            "different lines; close one yourself with sim.close() or `with Simulation() as sim:`",
+            SimulationReplacedWarning,
+            stacklevel=3,
+        )
 
     def _shutdown(self) -> None:
         tasks = [t for t in asyncio.all_tasks(self.loop) if not t.done()]

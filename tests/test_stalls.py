@@ -371,3 +371,31 @@ def test_run_until_idle_returns_on_a_polling_queue_and_advance_skips_idle_polls(
         sim.run(qm.dispatch(Registered2s()))  # and the worker still notices new work at its poll
         sim.advance(seconds=10)
         assert len(log) == 2
+
+
+# -- re-running the cell that makes a Simulation ----------------------------------------------------
+@pytest.mark.realtime
+def test_rerunning_the_cell_that_makes_a_simulation_closes_the_old_one() -> None:
+    with Kernel() as kernel:
+        make = "from khadem_lab import Simulation\nsim = Simulation()\nsim.advance(minutes=5)"
+        assert kernel.run(make).error is None
+        assert kernel.run("first = sim").error is None
+        again = kernel.run(make)  # the learner runs the same cell again
+        assert again.error is None
+        warned = "SimulationReplacedWarning: this line made a Simulation before (now at 2024-01-01 09:05:00)"
+        assert warned in again.stderr
+        check = kernel.run(
+            "try:\n    first.advance(seconds=1)\nexcept Exception as e:\n    print(type(e).__name__, e)\n"
+            "print(sim is not first, sim.advance(minutes=1))"
+        )
+        assert check.stdout == (
+            "SimulationError this Simulation is closed; create a new one\n"
+            "True 2024-01-01 09:06:00+00:00\n"
+        )
+        # several made by one run of a cell (a loop) all stay open, with no warning
+        loop = kernel.run(
+            "sims = []\nfor seed in range(3):\n    s = Simulation(seed=seed)\n    sims.append(s)\n"
+            "print([x.advance(seconds=seed) for seed, x in enumerate(sims)][-1])"
+        )
+        assert loop.error is None and "SimulationReplacedWarning" not in loop.stderr
+        assert loop.stdout == "2024-01-01 09:00:02+00:00\n"
