@@ -34,12 +34,14 @@ class JobRegistry:
             raise TypeError(f"only QueueJob subclasses can be registered, got {cls!r}")
         name = name or cls.__name__
         existing = self._by_name.get(name)
-        if existing is not None and existing is not cls:
+        if existing is not None and existing is not cls and not _redefined(existing, cls):
             raise KhademLabError(
                 f"job type name {name!r} is already registered for {existing.__module__}."
                 f"{existing.__qualname__}; register {cls.__module__}.{cls.__qualname__} under "
                 "another name with register(cls, name=...)"
             )
+        if existing is not None and existing is not cls:  # a redefinition replaces the old class
+            self._names.pop(existing, None)
         self._by_name[name] = cls
         self._names[cls] = name
         return cls
@@ -96,3 +98,9 @@ def queue_job(
         return klass
 
     return decorate(cls) if cls is not None else decorate
+
+
+def _redefined(old: type[QueueJob], new: type[QueueJob]) -> bool:
+    """True if ``new`` is the same class defined again (a notebook cell run twice, a module
+    reloaded): same module and qualified name. Then its registration replaces the old one."""
+    return old.__module__ == new.__module__ and old.__qualname__ == new.__qualname__

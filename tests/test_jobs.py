@@ -133,6 +133,23 @@ def test_two_classes_cannot_share_a_name() -> None:
         registry.register(SendNotification2, name="SendNotification")
 
 
+def test_a_class_defined_again_replaces_its_registration() -> None:
+    # A notebook cell run twice defines the class again: same module, same name, a new object
+    registry = JobRegistry()
+    namespace: dict[str, object] = {"QueueJob": QueueJob, "__name__": "__main__"}
+    source = "class Report(QueueJob):\n    async def handle(self):\n        return 1\n"
+    exec(source, namespace)
+    first = namespace["Report"]
+    registry.register(first)  # type: ignore[arg-type]
+    exec(source, namespace)
+    second = namespace["Report"]
+    assert second is not first
+    registry.register(second)  # type: ignore[arg-type]
+    assert registry.resolve("Report") is second
+    assert not registry.is_registered(first)  # type: ignore[arg-type]
+    assert registry.names == ["Report"]
+
+
 @pytest.mark.parametrize(
     ("strategy", "expected"),
     [
