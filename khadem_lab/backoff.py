@@ -54,7 +54,10 @@ class ExponentialJitter:
 
     The draws come from a generator seeded with ``seed``, so a simulation repeats exactly. Share
     one instance between jobs of a type (a class attribute) and the sequence is still
-    deterministic, because jobs fail in a deterministic order.
+    deterministic, because jobs fail in a deterministic order. The stream goes on from one
+    simulation to the next in the same process: :meth:`reset` starts it again from ``seed`` (a
+    lab scenario resets the strategies of its job types before it runs, so that the same seed
+    gives the same run, and :func:`khadem_lab.lab.frames.retry_plan` draws from a fresh copy).
     """
 
     base: timedelta | float = timedelta(seconds=30)
@@ -64,6 +67,12 @@ class ExponentialJitter:
     _rng: random.Random = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        self._rng = random.Random(self.seed)
+
+    def reset(self, seed: int | None = None) -> None:
+        """Start the draws again from ``seed`` (default: this strategy's own)."""
+        if seed is not None:
+            self.seed = seed
         self._rng = random.Random(self.seed)
 
     def delay(self, attempt: int) -> float:

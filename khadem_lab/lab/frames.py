@@ -1,0 +1,599 @@
+"""Tables of a run: the event history as pandas DataFrames.
+
+Every function takes ``source``, an :class:`~khadem_lab.events.EventLog` or any iterable of
+:class:`~khadem_lab.events.QueueEvent`, and ``tz`` (a ``tzinfo`` or a name such as
+``"Europe/Berlin"``; default UTC) in which the time columns are shown. Times are aware
+``datetime64[us]`` (exact to the microsecond, like the queue's clock), durations are float seconds
+(NaN when absent), ``kind``/``job_type``/``queue``/``driver``/``worker``/``outcome``/``final_state``
+are categoricals. The columns are built from the event tuples once, then worked on as arrays: a
+million events take seconds, not minutes.
+
+- :func:`events`: one row per event.
+- :func:`attempts`: one row per attempt (``job_id`` + ``attempt``), in the order they began.
+- :func:`jobs`: one row per job, in the order they first appear.
+- :func:`depth`: ready / delayed / in-progress / dead-lettered counts over time.
+- :func:`metrics`: the counters of :class:`~khadem_lab.metrics.QueueMetrics` over time.
+- :func:`retry_plan` / :func:`compare_plan`: when a job's attempts will run, computed from its
+  retry strategy before anything runs, and checked against what did run.
+
+A log kept with ``maxlen`` has lost its oldest events: counts in :func:`depth` then start from the
+first event kept (they may go below zero), and jobs first seen mid-life have no ``dispatched``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import replace
+from datetime import datetime, timedelta, tzinfo
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..backoff import ExponentialJitter, RetryStrategy, delay_for
+from ..clock import to_seconds, to_timestamp
+from ..events import EventKind, EventLog, QueueEvent
+from ..job import QueueJob
+from ..simulation import DEFAULT_START
+
+__all__ = [
+    "ATTEMPT_OUTCOMES",
+    "FINAL_STATES",
+    "KINDS",
+    "attempts",
+    "compare_plan",
+    "depth",
+    "events",
+    "jobs",
+    "metrics",
+    "retry_plan",
+]
+
+Source = EventLog | Iterable[QueueEvent]
+TZ = tzinfo | str | None
+
+#: Categories of ``events().kind``, in lifecycle order.
+KINDS: tuple[str, ...] = tuple(k.value for k in EventKind)
+#: Categories of ``attempts().outcome``.
+ATTEMPT_OUTCOMES = ("completed", "failed", "timed_out", "stalled", "lease_expired", "lease_lost", "running")
+#: Categories of ``jobs().final_state`` (``purged``: removed from the dead-letter queue).
+FINAL_STATES = ("completed", "dead_lettered", "discarded", "pending", "running", "purged")
+
+EVENT_COLUMNS = (
+    "time",
+    "seq",
+    "kind",
+    "job_id",
+    "job_type",
+    "queue",
+    "attempt",
+    "driver",
+    "worker",
+    "error",
+    "available_at",
+    "duration",
+)
+ATTEMPT_COLUMNS = (
+    "job_id",
+    "job_type",
+    "queue",
+    "attempt",
+    "worker",
+    "reserved",
+    "started",
+    "ended",
+    "outcome",
+    "error",
+    "wait",
+    "retry_delay",
+)
+JOB_COLUMNS = (
+    "job_id",
+    "job_type",
+    "queue",
+    "dispatched",
+    "first_start",
+    "done",
+    "attempts",
+    "final_state",
+    "wait",
+    "latency",
+)
+DEPTH_COLUMNS = ("time", "ready", "delayed", "in_progress", "dead_lettered")
+METRIC_COLUMNS = (
+    "time",
+    "jobs_queued",
+    "jobs_completed",
+    "jobs_failed",
+    "attempts_failed",
+    "jobs_retried",
+    "jobs_dead_lettered",
+    "success_rate",
+    "jobs_started",
+    "leases_expired",
+    "leases_lost",
+)
+PLAN_COLUMNS = ("attempt", "delay", "at", "outcome")
+COMPARE_COLUMNS = ("attempt", "planned_at", "observed_at", "difference")
+
+# Kind codes (positions in KINDS), for vectorised tests.
+_K = {kind: code for code, kind in enumerate(EventKind)}
+_DISPATCHED = _K[EventKind.DISPATCHED]
+_RESERVED = _K[EventKind.RESERVED]
+_STARTED = _K[EventKind.STARTED]
+_COMPLETED = _K[EventKind.COMPLETED]
+_FAILED = _K[EventKind.FAILED]
+_RETRY = _K[EventKind.RETRY_SCHEDULED]
+_DEAD = _K[EventKind.DEAD_LETTERED]
+_DISCARDED = _K[EventKind.DISCARDED]
+_EXPIRED = _K[EventKind.LEASE_EXPIRED]
+_LOST = _K[EventKind.LEASE_LOST]
+_REQUEUED = _K[EventKind.REQUEUED]
+_PURGED = _K[EventKind.PURGED]
+_ATTEMPT_KINDS = [_RESERVED, _STARTED, _COMPLETED, _FAILED, _EXPIRED, _LOST]
+_ENDERS = [_COMPLETED, _FAILED, _EXPIRED, _LOST]
+_NAT = np.iinfo(np.int64).min
+_NONE = np.array(None, dtype=object)
+
+
+# -- columns ------------------------------------------------------------------------------------------
+class _Columns:
+    """The events as arrays (one per field), built once per call."""
+
+    def __init__(self, source: Source) -> None:
+        if isinstance(source, EventLog):
+            rows: Any = source.events
+        elif isinstance(source, (list, tuple)):
+            rows = source
+        else:
+            rows = list(source)
+        self.n = n = len(rows)
+        fields: list[Any] = list(zip(*rows, strict=True)) if n else [() for _ in EVENT_COLUMNS]
+        self.t = np.array(fields[0], dtype=np.float64)
+        self.seq = np.array(fields[1], dtype=np.int64)
+        kinds = pd.Categorical(fields[2], categories=list(EventKind))
+        self.kind = np.asarray(kinds.codes, dtype=np.int8)
+        self.job_obj = np.array(fields[3], dtype=object) if n else np.empty(0, dtype=object)
+        self.job_ids: Any
+        self.job_code, self.job_ids = pd.factorize(self.job_obj) if n else (np.empty(0, np.intp), [])
+        self.job_type = fields[4]
+        self.queue = fields[5]
+        self.attempt = np.array(fields[6], dtype=np.int64)
+        self.driver = fields[7]
+        self.worker = fields[8]
+        self.error = fields[9]
+        self.avail = np.array(fields[10], dtype=np.float64)
+        self.duration = np.array(fields[11], dtype=np.float64)
+        self.n_jobs = len(self.job_ids)
+        # first event of each job (job_type and queue are the same on every event of a job)
+        if n:
+            self.first_of_job = np.unique(self.job_code, return_index=True)[1]
+        else:
+            self.first_of_job = np.empty(0, dtype=np.intp)
+
+    def is_kind(self, *codes: int) -> np.ndarray:
+        return np.isin(self.kind, codes) if len(codes) > 1 else self.kind == codes[0]
+
+    def attempt_keys(self) -> np.ndarray:
+        """One int per (job, delivery generation, attempt): a requeue from the dead letters starts
+        the attempts of a job again from 1, as a new generation."""
+        requeued = self.kind == _REQUEUED
+        if requeued.any():
+            generation = (
+                pd.Series(requeued.astype(np.int64)).groupby(self.job_code).cumsum().to_numpy(np.int64)
+            )
+        else:
+            generation = np.zeros(self.n, dtype=np.int64)
+        return (self.job_code.astype(np.int64) << 32) | (generation << 20) | self.attempt
+
+    def job_first(self, mask: np.ndarray, values: np.ndarray, fill: float = np.nan) -> np.ndarray:
+        """Per job: ``values`` at the first event selected by ``mask``."""
+        out = np.full(self.n_jobs, fill, dtype=np.float64)
+        idx = np.flatnonzero(mask)[::-1]  # reversed: the first occurrence is written last
+        out[self.job_code[idx]] = values[idx]
+        return out
+
+
+def _tz(tz: TZ) -> Any:
+    return "UTC" if tz is None else tz
+
+
+def _times(seconds: np.ndarray, tz: TZ) -> pd.DatetimeIndex:
+    """Float epoch seconds (NaN: missing) as aware microsecond timestamps in ``tz``."""
+    micros = np.round(np.asarray(seconds, dtype=np.float64) * 1e6)
+    missing = np.isnan(micros)
+    ints = np.where(missing, 0, micros).astype(np.int64)
+    ints[missing] = _NAT
+    index = pd.DatetimeIndex(ints.view("datetime64[us]")).tz_localize("UTC")
+    return index.tz_convert(_tz(tz))
+
+
+def _category(values: Any, categories: Iterable[str] | None = None) -> pd.Categorical:
+    """A categorical with string categories (also when empty): the given ones, or those seen."""
+    if categories is not None:
+        return pd.Categorical(values, categories=pd.Index(list(categories), dtype="str"))
+    found = pd.Categorical(values)
+    return found.set_categories(found.categories.astype("str"))
+
+
+def _strings(values: Any) -> pd.Series:
+    return pd.Series(values, dtype="str")
+
+
+def _take(values: Any, index: np.ndarray) -> list[Any]:
+    """Items of a tuple/list at integer positions."""
+    if len(index) == 0:
+        return []
+    return list(np.asarray(values, dtype=object)[index])
+
+
+# -- events -------------------------------------------------------------------------------------------
+def events(source: Source, tz: TZ = None) -> pd.DataFrame:
+    """One row per event, in order: time, seq, kind, job_id, job_type, queue, attempt, driver,
+    worker, error, available_at, duration (float s; NaN when absent)."""
+    c = source if isinstance(source, _Columns) else _Columns(source)
+    frame = pd.DataFrame(
+        {
+            "time": _times(c.t, tz),
+            "seq": c.seq,
+            "kind": pd.Categorical.from_codes(c.kind, categories=pd.Index(KINDS, dtype="str")),
+            "job_id": _strings(c.job_obj).to_numpy() if c.n else pd.array([], dtype="str"),
+            "job_type": _category(c.job_type),
+            "queue": _category(c.queue),
+            "attempt": c.attempt,
+            "driver": _category(c.driver),
+            "worker": _category(c.worker),
+            "error": pd.array(list(c.error), dtype="str"),
+            "available_at": _times(c.avail, tz),
+            "duration": c.duration,
+        }
+    )
+    frame["job_id"] = frame["job_id"].astype("str")
+    return frame
+
+
+# -- attempts -----------------------------------------------------------------------------------------
+def attempts(source: Source, tz: TZ = None) -> pd.DataFrame:
+    """One row per attempt, in the order they began (key: ``job_id`` + ``attempt``).
+
+    ``reserved``/``started``/``ended`` are times (``ended`` NaT while running); ``outcome`` is
+    completed, failed, timed_out (``JobTimeoutError``), stalled (``JobStalledError``),
+    lease_expired (its worker vanished), lease_lost (it ended after its delivery was taken away)
+    or running; ``error`` the failure's text; ``wait`` (s) is from dispatch to start for the first
+    attempt, from the end of the previous attempt to start for the others; ``retry_delay`` (s)
+    the delay scheduled after this attempt (NaN if none).
+    """
+    c = source if isinstance(source, _Columns) else _Columns(source)
+    return _attempts(c, tz)[0]
+
+
+def _attempts(c: _Columns, tz: TZ) -> tuple[pd.DataFrame, np.ndarray]:
+    """The attempts frame, and the job code of each of its rows."""
+    keys = c.attempt_keys()
+    in_attempt = c.is_kind(*_ATTEMPT_KINDS) & (c.attempt >= 1)
+    idx = np.flatnonzero(in_attempt)
+    row_keys, first = np.unique(keys[idx], return_index=True)
+    order = np.argsort(first, kind="stable")  # the order in which attempts began
+    row_keys = row_keys[order]
+    first_event = idx[first[order]]
+    n = len(row_keys)
+    position = pd.Index(row_keys)
+
+    def lookup(mask: np.ndarray, *, last: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """For each row: whether an event selected by ``mask`` exists, and the first (or last)
+        one's index into the columns."""
+        sel = np.flatnonzero(mask)
+        if last:
+            sel = sel[::-1]
+        rows = position.get_indexer(keys[sel])
+        found = np.zeros(n, dtype=bool)
+        at = np.zeros(n, dtype=np.intp)
+        keep = rows >= 0
+        rows, sel = rows[keep], sel[keep]
+        rows_rev, sel_rev = rows[::-1], sel[::-1]  # the first match is written last
+        at[rows_rev] = sel_rev
+        found[rows] = True
+        return found, at
+
+    def times_of(found: np.ndarray, at: np.ndarray) -> np.ndarray:
+        return np.where(found, c.t[at], np.nan)
+
+    has_res, res_at = lookup(c.kind == _RESERVED)
+    has_start, start_at = lookup(c.kind == _STARTED)
+    has_end, end_at = lookup(c.is_kind(*_ENDERS), last=True)
+    has_final, final_at = lookup(c.is_kind(_DEAD, _DISCARDED))
+    has_retry, retry_at = lookup(c.kind == _RETRY)
+
+    reserved = times_of(has_res, res_at)
+    started = times_of(has_start, start_at)
+    end_kind = np.where(has_end, c.kind[end_at], -1)
+    ended = np.where(has_end, c.t[end_at], np.where(has_final, c.t[final_at], np.nan))
+
+    error_obj = np.asarray(c.error, dtype=object) if c.n else np.empty(0, dtype=object)
+    error = np.where(has_end, error_obj[end_at] if n else error_obj[:0], _NONE)
+    error = np.where(~has_end & has_final, error_obj[final_at] if n else error_obj[:0], error)
+    error = np.where(end_kind == _EXPIRED, _NONE, error)
+    text = pd.Series(error, dtype="str")
+    outcome = np.full(n, "running", dtype=object)
+    outcome[end_kind == _COMPLETED] = "completed"
+    failed = end_kind == _FAILED
+    outcome[failed] = "failed"
+    outcome[failed & text.str.startswith("JobTimeoutError").fillna(False).to_numpy(bool)] = "timed_out"
+    outcome[failed & text.str.startswith("JobStalledError").fillna(False).to_numpy(bool)] = "stalled"
+    outcome[end_kind == _EXPIRED] = "lease_expired"
+    outcome[end_kind == _LOST] = "lease_lost"
+    outcome[~has_end & has_final] = "failed"
+
+    job_code = c.job_code[first_event] if n else np.empty(0, dtype=np.intp)
+    attempt_no = c.attempt[first_event] if n else np.empty(0, dtype=np.int64)
+    # wait: attempt 1 since dispatch; later ones since the previous attempt ended
+    dispatched = c.job_first(c.kind == _DISPATCHED, c.t)
+    prev_rows = position.get_indexer(row_keys - 1)
+    since = np.where(prev_rows >= 0, ended[np.maximum(prev_rows, 0)], np.nan)
+    since = np.where(attempt_no == 1, dispatched[job_code] if n else since, since)
+    wait = started - since
+    retry_delay = np.where(has_retry, c.avail[retry_at] - c.t[retry_at], np.nan)
+    worker_at = np.where(has_res, res_at, start_at)
+    worker_obj = np.asarray(c.worker, dtype=object) if n else np.empty(0, dtype=object)
+    worker = np.where(has_res | has_start, worker_obj[worker_at] if n else worker_obj, _NONE)
+
+    frame = pd.DataFrame(
+        {
+            "job_id": pd.array(_take(c.job_obj, first_event), dtype="str"),
+            "job_type": _category(_take(c.job_type, first_event)),
+            "queue": _category(_take(c.queue, first_event)),
+            "attempt": attempt_no,
+            "worker": _category(list(worker)),
+            "reserved": _times(reserved, tz),
+            "started": _times(started, tz),
+            "ended": _times(ended, tz),
+            "outcome": _category(outcome, ATTEMPT_OUTCOMES),
+            "error": text.array,
+            "wait": wait,
+            "retry_delay": retry_delay,
+        }
+    )
+    return frame, job_code
+
+
+# -- jobs ---------------------------------------------------------------------------------------------
+_STATE_OF_KIND = np.full(len(KINDS), -1, dtype=np.int8)
+for _kind, _state in (
+    (_DISPATCHED, "pending"),
+    (_RETRY, "pending"),
+    (_EXPIRED, "pending"),
+    (_REQUEUED, "pending"),
+    (_RESERVED, "running"),
+    (_STARTED, "running"),
+    (_FAILED, "running"),
+    (_COMPLETED, "completed"),
+    (_DEAD, "dead_lettered"),
+    (_DISCARDED, "discarded"),
+    (_PURGED, "purged"),
+):
+    _STATE_OF_KIND[_kind] = FINAL_STATES.index(_state)
+_DONE_STATES = [FINAL_STATES.index(s) for s in ("completed", "dead_lettered", "discarded", "purged")]
+
+
+def _stale(c: _Columns) -> np.ndarray:
+    """Events of runs whose delivery was taken away (a lease that expired or was lost): what they
+    report later changes nothing for the job."""
+    keys = c.attempt_keys()
+    lost_keys = np.unique(keys[c.is_kind(_EXPIRED, _LOST)])
+    return c.is_kind(_RESERVED, _STARTED, _COMPLETED, _FAILED) & np.isin(keys, lost_keys)
+
+
+def jobs(source: Source, tz: TZ = None) -> pd.DataFrame:
+    """One row per job, in the order they first appear: job_id, job_type, queue, dispatched,
+    first_start, done (NaT while pending or running), attempts, final_state (completed,
+    dead_lettered, discarded, pending, running; purged if removed from the dead letters), wait
+    (s, dispatch to first start), latency (s, dispatch to done)."""
+    c = source if isinstance(source, _Columns) else _Columns(source)
+    attempt_jobs = _attempts(c, None)[1]
+    n_attempts = np.bincount(attempt_jobs, minlength=c.n_jobs) if c.n_jobs else np.empty(0, np.int64)
+    dispatched = c.job_first(c.kind == _DISPATCHED, c.t)
+    first_start = c.job_first(c.kind == _STARTED, c.t)
+    state_code = _STATE_OF_KIND[c.kind] if c.n else np.empty(0, dtype=np.int8)
+    counts = (state_code >= 0) & ~_stale(c)
+    last = np.flatnonzero(counts)
+    final = np.full(c.n_jobs, FINAL_STATES.index("pending"), dtype=np.int8)
+    final_time = np.full(c.n_jobs, np.nan)
+    final[c.job_code[last]] = state_code[last]  # later events overwrite earlier ones
+    final_time[c.job_code[last]] = c.t[last]
+    done = np.where(np.isin(final, _DONE_STATES), final_time, np.nan)
+    first = c.first_of_job
+    return pd.DataFrame(
+        {
+            "job_id": pd.array(list(c.job_ids), dtype="str"),
+            "job_type": _category(_take(c.job_type, first)),
+            "queue": _category(_take(c.queue, first)),
+            "dispatched": _times(dispatched, tz),
+            "first_start": _times(first_start, tz),
+            "done": _times(done, tz),
+            "attempts": n_attempts.astype(np.int64),
+            "final_state": pd.Categorical.from_codes(final, categories=pd.Index(FINAL_STATES, dtype="str")),
+            "wait": first_start - dispatched,
+            "latency": done - dispatched,
+        }
+    )
+
+
+# -- depth --------------------------------------------------------------------------------------------
+def depth(source: Source, tz: TZ = None, freq: str | pd.DateOffset | None = None) -> pd.DataFrame:
+    """Jobs ready, delayed, in progress (reserved) and dead-lettered over time: one row per
+    change, or with ``freq`` (any pandas offset, ``"1min"``) one per bin (last value, carried
+    forward). A dispatched or retried job is delayed until its ``available_at``, then ready: that
+    moment is a row even though no event marks it."""
+    c = source if isinstance(source, _Columns) else _Columns(source)
+    n = c.n
+    d = np.zeros((n, 4), dtype=np.int64)  # ready, delayed, in_progress, dead_lettered
+    k = c.kind
+    enters = c.is_kind(_DISPATCHED, _RETRY, _REQUEUED)
+    later = enters & (c.avail > c.t)
+    d[enters & ~later, 0] += 1
+    d[later, 1] += 1
+    d[k == _RETRY, 2] -= 1
+    d[k == _REQUEUED, 3] -= 1
+    d[k == _RESERVED, 0] -= 1
+    d[k == _RESERVED, 2] += 1
+    keys = c.attempt_keys()
+    lost_keys = np.unique(keys[k == _LOST])
+    d[(k == _COMPLETED) & ~np.isin(keys, lost_keys), 2] -= 1
+    d[k == _DEAD, 2] -= 1
+    d[k == _DEAD, 3] += 1
+    d[k == _DISCARDED, 2] -= 1
+    d[k == _PURGED, 3] -= 1
+    # A lease that ends on the last attempt dead-letters the job (DEAD_LETTERED follows at once):
+    # it does not come back to the ready jobs.
+    expired = np.flatnonzero(k == _EXPIRED)
+    if len(expired):
+        following = pd.Series(k).groupby(c.job_code).shift(-1).to_numpy()[expired]
+        back = expired[following != _DEAD]
+        d[back, 0] += 1
+        d[expired, 2] -= 1
+        d[expired[following == _DEAD], 2] += 0
+        # the DEAD_LETTERED after an expired lease takes it from in_progress: already counted there
+    # delayed -> ready when available_at comes (no event marks it)
+    ready_at = c.avail[later]
+    synth = np.zeros((len(ready_at), 4), dtype=np.int64)
+    synth[:, 0] = 1
+    synth[:, 1] = -1
+    times = np.concatenate([c.t, ready_at])
+    rank = np.concatenate([np.ones(n, dtype=np.int64), np.zeros(len(ready_at), dtype=np.int64)])
+    seqs = np.concatenate([c.seq, np.zeros(len(ready_at), dtype=np.int64)])
+    order = np.lexsort((seqs, rank, times))
+    deltas = np.concatenate([d, synth])[order]
+    times = times[order]
+    counts = np.cumsum(deltas, axis=0)
+    # one row per instant (its last state), and only where something changed
+    if len(times):
+        last_of_instant = np.append(times[1:] != times[:-1], True)
+        times, counts = times[last_of_instant], counts[last_of_instant]
+        changed = np.ones(len(times), dtype=bool)
+        changed[1:] = (counts[1:] != counts[:-1]).any(axis=1)
+        times, counts = times[changed], counts[changed]
+    frame = pd.DataFrame(counts, columns=list(DEPTH_COLUMNS[1:]), dtype=np.int64)
+    frame.insert(0, "time", _times(times, tz))
+    if freq is not None and len(frame):
+        frame = frame.set_index("time").resample(freq).last().ffill().astype(np.int64).reset_index()
+    return frame
+
+
+# -- metrics ------------------------------------------------------------------------------------------
+def metrics(source: Source, tz: TZ = None) -> pd.DataFrame:
+    """The counters of :class:`~khadem_lab.metrics.QueueMetrics`, with the same definitions, over
+    time (one row per instant where one changed): jobs_queued (dispatched), jobs_completed,
+    jobs_failed (failed for good: dead-lettered or discarded), attempts_failed, jobs_retried,
+    jobs_dead_lettered, success_rate (completed / (completed + failed for good); 1.0 until
+    something finished), then jobs_started, leases_expired, leases_lost."""
+    c = source if isinstance(source, _Columns) else _Columns(source)
+    k = c.kind
+    columns = {
+        "jobs_queued": k == _DISPATCHED,
+        "jobs_completed": k == _COMPLETED,
+        "jobs_failed": (k == _DEAD) | (k == _DISCARDED),
+        "attempts_failed": k == _FAILED,
+        "jobs_retried": k == _RETRY,
+        "jobs_dead_lettered": k == _DEAD,
+        "jobs_started": k == _STARTED,
+        "leases_expired": k == _EXPIRED,
+        "leases_lost": k == _LOST,
+    }
+    flags = np.column_stack(list(columns.values())) if c.n else np.zeros((0, len(columns)), dtype=bool)
+    rows = flags.any(axis=1)
+    counts = np.cumsum(flags, axis=0, dtype=np.int64)[rows]
+    times = c.t[rows]
+    if len(times):
+        last_of_instant = np.append(times[1:] != times[:-1], True)
+        times, counts = times[last_of_instant], counts[last_of_instant]
+    frame = pd.DataFrame(counts, columns=list(columns), dtype=np.int64)
+    finished = frame["jobs_completed"] + frame["jobs_failed"]
+    rate = (frame["jobs_completed"] / finished.where(finished > 0)).fillna(1.0).astype(np.float64)
+    frame.insert(0, "time", _times(times, tz))
+    frame.insert(7, "success_rate", rate)
+    return frame[list(METRIC_COLUMNS)]
+
+
+# -- retry plans ----------------------------------------------------------------------------------------
+def retry_plan(
+    job: QueueJob | type[QueueJob],
+    failures: int | None = None,
+    *,
+    seed: int | None = None,
+    start: datetime | None = None,
+    tz: TZ = None,
+    duration: timedelta | float = 0.0,
+) -> pd.DataFrame:
+    """When ``job``'s attempts will run, from its ``retry_delay`` and ``max_retries``, before
+    anything runs.
+
+    One row per attempt (attempt, delay: seconds waited before it, at: when it runs, outcome:
+    failed or completed) if the first ``failures`` attempts fail (default: every one), then a
+    final row (attempt <NA>) saying how the job ends: ``dead_lettered`` at the last failure, or
+    ``completed``. ``start``: when attempt 1 runs (default: a simulation's default start);
+    ``duration``: how long each attempt runs before it fails (default 0). A jittered strategy
+    (:class:`~khadem_lab.backoff.ExponentialJitter`) is drawn as a fresh copy seeded with ``seed``
+    (default: its own seed), as a run of this job alone draws it.
+    """
+    max_attempts = int(job.max_retries) + 1 if job.should_retry else 1
+    failing = max_attempts if failures is None else max(0, int(failures))
+    strategy: timedelta | float | RetryStrategy = job.retry_delay
+    if isinstance(strategy, ExponentialJitter):
+        strategy = replace(strategy, seed=strategy.seed if seed is None else seed)
+    now = to_timestamp(start if start is not None else DEFAULT_START)
+    run_for = to_seconds(duration)
+    numbers: list[Any] = []
+    delays: list[float] = []
+    times: list[float] = []
+    outcomes: list[str] = []
+    delay = 0.0
+    for attempt in range(1, max_attempts + 1):
+        now += delay
+        numbers.append(attempt)
+        delays.append(delay)
+        times.append(now)
+        if attempt > failing:
+            outcomes.append("completed")
+            break
+        outcomes.append("failed")
+        if attempt < max_attempts:
+            delay = delay_for(strategy, attempt)
+            now += run_for
+    ended_at = times[-1] + run_for
+    numbers.append(pd.NA)
+    delays.append(np.nan)
+    times.append(ended_at)
+    outcomes.append("completed" if outcomes[-1] == "completed" else "dead_lettered")
+    return pd.DataFrame(
+        {
+            "attempt": pd.array(numbers, dtype="Int64"),
+            "delay": np.array(delays, dtype=np.float64),
+            "at": _times(np.array(times), tz),
+            "outcome": _category(outcomes, ("failed", "completed", "dead_lettered")),
+        }
+    )
+
+
+def compare_plan(plan: pd.DataFrame, attempts_frame: pd.DataFrame, job_id: str | None = None) -> pd.DataFrame:
+    """A :func:`retry_plan` next to what ran (:func:`attempts` of one job; ``job_id`` picks it if
+    the frame has several): attempt, planned_at, observed_at (when it started; NaT if it did not
+    run), difference (float s, observed - planned)."""
+    observed = attempts_frame
+    ids = observed["job_id"].unique()
+    if job_id is not None:
+        observed = observed[observed["job_id"] == job_id]
+    elif len(ids) > 1:
+        raise ValueError(f"the attempts frame holds {len(ids)} jobs; pass job_id= to pick one")
+    planned = plan[plan["attempt"].notna()]
+    left = pd.DataFrame(
+        {"attempt": planned["attempt"].astype(np.int64).to_numpy(), "planned_at": planned["at"].to_numpy()}
+    )
+    left["planned_at"] = planned["at"].reset_index(drop=True)
+    right = pd.DataFrame({"attempt": observed["attempt"].to_numpy(), "observed_at": observed["started"]})
+    right = right.reset_index(drop=True)
+    if len(right):
+        right["observed_at"] = right["observed_at"].dt.tz_convert(left["planned_at"].dt.tz)
+    merged = left.merge(right, on="attempt", how="outer", sort=True)
+    difference = (merged["observed_at"] - merged["planned_at"]).dt.total_seconds()
+    merged["difference"] = difference.astype(np.float64)
+    return merged[list(COMPARE_COLUMNS)]
