@@ -6,17 +6,17 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-from datetime import timedelta  # noqa: E402
+from datetime import timedelta
 
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import pytest  # noqa: E402
-from matplotlib.collections import LineCollection, PolyCollection  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-from matplotlib.patches import Rectangle  # noqa: E402
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.collections import LineCollection, PolyCollection
+from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
 
-from khadem_lab.backoff import Exponential, ExponentialJitter, Explicit, Fixed  # noqa: E402
-from khadem_lab.lab import plots  # noqa: E402
+from khadem_lab.backoff import Explicit, Exponential, ExponentialJitter, Fixed
+from khadem_lab.lab import plots
 
 T0 = pd.Timestamp("2024-01-01 09:00", tz="UTC")
 
