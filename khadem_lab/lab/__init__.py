@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 __all__ = ["frames", "plots", "scenarios", "widgets"]
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time the submodules load on first use
-    from . import frames
+    from . import frames, scenarios
 
 
 def __getattr__(name: str) -> ModuleType:
