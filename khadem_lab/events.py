@@ -12,6 +12,7 @@ failures.
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from enum import StrEnum
 from typing import Any, NamedTuple
@@ -224,16 +225,28 @@ def deliver(subscribers: tuple[Subscriber, ...], event: QueueEvent, bus: EventBu
 
 
 class EventLog:
-    """A subscriber that keeps every event, in order: the history of a run."""
+    """A subscriber that keeps every event, in order: the history of a run.
+
+    ``maxlen`` bounds it for long runs: the oldest events are dropped as new ones come, in
+    constant time (``events`` is then a ``collections.deque``; without ``maxlen`` it is a list).
+    An event costs about 300 bytes kept (the tuple and its float fields; ids and names are shared
+    with the job record): ``bench/lab_frames.py`` measures it. :mod:`khadem_lab.lab.frames`
+    turns a log into pandas tables.
+    """
 
     def __init__(self, maxlen: int | None = None) -> None:
-        self.events: list[QueueEvent] = []
-        self.maxlen = maxlen
+        if maxlen is not None and maxlen < 0:
+            raise ValueError(f"maxlen must be None or >= 0, got {maxlen!r}")
+        self.events: list[QueueEvent] | deque[QueueEvent] = [] if maxlen is None else deque(maxlen=maxlen)
+        self._append = self.events.append
+
+    @property
+    def maxlen(self) -> int | None:
+        """How many events are kept at most (None: all)."""
+        return self.events.maxlen if isinstance(self.events, deque) else None
 
     def __call__(self, event: QueueEvent) -> None:
-        self.events.append(event)
-        if self.maxlen is not None and len(self.events) > self.maxlen:
-            del self.events[0]
+        self._append(event)  # a bounded deque drops its oldest event itself
 
     def __iter__(self) -> Iterator[QueueEvent]:
         return iter(self.events)

@@ -286,3 +286,18 @@ def test_plan_and_run_agree_to_the_microsecond(job: QueueJob, duration: float) -
     assert compared["difference"].tolist() == [0.0] * (len(plan) - 1)
     assert compared["planned_at"].tolist() == compared["observed_at"].tolist()
     assert frames.jobs(log)["done"].iloc[0] == plan["at"].iloc[-1]
+
+
+def test_event_log_maxlen_keeps_the_latest_in_constant_time(history: tuple[EventLog, Any]) -> None:
+    full = history[0]
+    bounded = EventLog(maxlen=5)
+    for event in full:
+        bounded(event)
+    assert len(bounded) == 5 and bounded.maxlen == 5 and full.maxlen is None
+    assert list(bounded) == full.events[-5:]
+    assert bounded.of_kind(*{e.kind for e in full.events[-5:]}) == full.events[-5:]
+    assert len(frames.events(bounded)) == 5
+    bounded.clear()
+    assert len(bounded) == 0 and bounded.maxlen == 5
+    with pytest.raises(ValueError):
+        EventLog(maxlen=-1)
