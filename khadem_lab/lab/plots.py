@@ -41,6 +41,7 @@ __all__ = [
     "format_duration",
     "latency",
     "new_figure",
+    "outcomes",
     "overview",
     "retry_schedules",
     "success_rate",
@@ -708,4 +709,40 @@ def overview(
     throughput(f.events(events, tz=tz), fig.add_subplot(grid[1, 1]), freq=freq)
     latency(f.jobs(events, tz=tz), fig.add_subplot(grid[2, 0]))
     success_rate(f.metrics(events, tz=tz), fig.add_subplot(grid[2, 1]))
+    return fig
+
+
+# ==================================================================================== outcomes
+def outcomes(source: Source, ax: Axes | None = None, *, tz: tzinfo | None = None) -> Figure:
+    """Each job as a dot: how long it took in all (x) and how many attempts it used (y), coloured
+    by how it ended (completed green, dead-lettered black). ``source``: ``frames.jobs`` or events."""
+    frame = _frame(source, "jobs", tz)
+    fig, ax = _axes(ax, 8, 3.2)
+    title = "Jobs: attempts used and time taken"
+    done = frame[frame["latency"].notna()] if not frame.empty else frame
+    if done.empty:
+        return _empty(ax, fig, title, "no job has finished")
+    states = done["final_state"].astype(str)
+    colors = {"completed": OUTCOME_COLORS["completed"], "dead_lettered": DEAD_LETTER_COLOR}
+    for state, color in colors.items():
+        picked = done[states == state]
+        if len(picked):
+            ax.scatter(
+                picked["latency"].to_numpy(dtype=float),
+                picked["attempts"].to_numpy(dtype=float),
+                s=24,
+                alpha=0.7,
+                color=color,
+                marker="o" if state == "completed" else "X",
+                label=f"{state.replace('_', '-')}: {len(picked)}",
+            )
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_ylabel("attempts")
+    ax.xaxis.set_major_formatter(_DURATION_TICKS)
+    ax.xaxis.set_major_locator(duration_locator(max(1.0, float(done["latency"].max())), 5))
+    ax.set_xlabel("virtual time from dispatch to done")
+    ax.grid(color="#e5e5e5", linewidth=0.6)
+    ax.set_axisbelow(True)
+    ax.legend(loc="lower right", fontsize=8, frameon=False)
+    ax.set_title(f"{title} ({len(done)} of {len(frame)} finished)", fontsize=10)
     return fig
