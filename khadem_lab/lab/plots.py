@@ -498,9 +498,9 @@ def depth(source: Source, ax: Axes | None = None, *, tz: tzinfo | None = None) -
     x = _dates(frame["time"])
     columns = [c for c in DEPTH_COLORS if c in frame.columns]
     ys = [frame[c].to_numpy(dtype=float) for c in columns]
-    if len(x) == 1:  # one instant: give the step some width
-        x = np.array([x[0], x[0] + 1 / 86400])
-        ys = [np.repeat(v, 2) for v in ys]
+    # the last state holds on: draw it a little past the last event (at least a second)
+    x = np.append(x, x[-1] + max((x[-1] - x[0]) * 0.03, 1 / 86400))
+    ys = [np.append(v, v[-1]) for v in ys]
     ax.stackplot(
         x,
         *ys,
@@ -607,9 +607,10 @@ def success_rate(source: Source, ax: Axes | None = None, *, tz: tzinfo | None = 
         return _empty(ax, fig, title, "no event")
     x = _dates(frame["time"])
     rate = frame["success_rate"].to_numpy(dtype=float) * 100
+    held = max((x[-1] - x[0]) * 0.03, 1 / 86400)  # the last rate holds on past the last event
     ax.step(
-        x,
-        rate,
+        np.append(x, x[-1] + held),
+        np.append(rate, rate[-1]),
         where="post",
         color=OUTCOME_COLORS["completed"],
         linewidth=1.6,
@@ -632,8 +633,7 @@ def success_rate(source: Source, ax: Axes | None = None, *, tz: tzinfo | None = 
                 ax.scatter(x[grew], rate[grew], marker=marker, color=color, s=size, zorder=3, label=label)
     ax.set_ylim(min(80.0, float(np.nanmin(rate)) - 5), 102)
     ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _p: f"{v:.0f} %"))
-    if len(x) > 1:
-        ax.set_xlim(x[0], x[-1])
+    ax.set_xlim(x[0], x[-1] + held)
     _time_axis(ax, _tz_of(frame["time"]))
     ax.grid(color="#e5e5e5", linewidth=0.6)
     ax.set_axisbelow(True)
