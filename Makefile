@@ -19,7 +19,7 @@ demo: $(VENV)/.installed-test
 
 ## make test: lint, type-check, the test suite and every notebook (nbval)
 test: $(VENV)/.installed-test
-	$(BIN)/ruff check khadem_lab tests bench
+	$(BIN)/ruff check khadem_lab tests bench docs
 	$(BIN)/mypy
 	$(BIN)/pytest tests
 	$(BIN)/pytest --nbval --nbval-current-env -p no:randomly notebooks
