@@ -194,6 +194,26 @@ class _Columns:
         return out
 
 
+_last: list[Any] = [None, None]  # (key, columns) of the last EventLog read
+
+
+def _columns(source: Source | _Columns) -> _Columns:
+    """The columns of ``source``; an EventLog read again unchanged (same events, same ends) is
+    not transposed again: the five frames of one log share one build."""
+    if isinstance(source, _Columns):
+        return source
+    if not isinstance(source, EventLog) or not len(source):
+        return _Columns(source)
+    held = source.events
+    key = (held, len(held), held[0].seq, held[-1].seq)
+    cached_key = _last[0]
+    if cached_key is not None and cached_key[0] is held and cached_key[1:] == key[1:]:
+        return _last[1]  # type: ignore[no-any-return]
+    columns = _Columns(source)
+    _last[:] = [key, columns]
+    return columns
+
+
 def _tz(tz: TZ) -> Any:
     return "UTC" if tz is None else tz
 
@@ -231,7 +251,7 @@ def _take(values: Any, index: np.ndarray) -> list[Any]:
 def events(source: Source, tz: TZ = None) -> pd.DataFrame:
     """One row per event, in order: time, seq, kind, job_id, job_type, queue, attempt, driver,
     worker, error, available_at, duration (float s; NaN when absent)."""
-    c = source if isinstance(source, _Columns) else _Columns(source)
+    c = _columns(source)
     frame = pd.DataFrame(
         {
             "time": _times(c.t, tz),
@@ -263,7 +283,7 @@ def attempts(source: Source, tz: TZ = None) -> pd.DataFrame:
     attempt, from the end of the previous attempt to start for the others; ``retry_delay`` (s)
     the delay scheduled after this attempt (NaN if none).
     """
-    c = source if isinstance(source, _Columns) else _Columns(source)
+    c = _columns(source)
     return _attempts(c, tz)[0]
 
 
@@ -388,7 +408,7 @@ def jobs(source: Source, tz: TZ = None) -> pd.DataFrame:
     first_start, done (NaT while pending or running), attempts, final_state (completed,
     dead_lettered, discarded, pending, running; purged if removed from the dead letters), wait
     (s, dispatch to first start), latency (s, dispatch to done)."""
-    c = source if isinstance(source, _Columns) else _Columns(source)
+    c = _columns(source)
     attempt_jobs = _attempts(c, None)[1]
     n_attempts = np.bincount(attempt_jobs, minlength=c.n_jobs) if c.n_jobs else np.empty(0, np.int64)
     dispatched = c.job_first(c.kind == _DISPATCHED, c.t)
@@ -424,7 +444,7 @@ def depth(source: Source, tz: TZ = None, freq: str | pd.DateOffset | None = None
     change, or with ``freq`` (any pandas offset, ``"1min"``) one per bin (last value, carried
     forward). A dispatched or retried job is delayed until its ``available_at``, then ready: that
     moment is a row even though no event marks it."""
-    c = source if isinstance(source, _Columns) else _Columns(source)
+    c = _columns(source)
     n = c.n
     d = np.zeros((n, 4), dtype=np.int64)  # ready, delayed, in_progress, dead_lettered
     k = c.kind
@@ -486,7 +506,7 @@ def metrics(source: Source, tz: TZ = None) -> pd.DataFrame:
     jobs_failed (failed for good: dead-lettered or discarded), attempts_failed, jobs_retried,
     jobs_dead_lettered, success_rate (completed / (completed + failed for good); 1.0 until
     something finished), then jobs_started, leases_expired, leases_lost."""
-    c = source if isinstance(source, _Columns) else _Columns(source)
+    c = _columns(source)
     k = c.kind
     columns = {
         "jobs_queued": k == _DISPATCHED,
