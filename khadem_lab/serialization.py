@@ -14,6 +14,13 @@ from .errors import SerializationError, UnregisteredJobError
 from .job import QueueJob
 from .registry import JobRegistry
 
+#: The deepest nesting of lists and objects a payload may have (``{"a": [1]}`` is 2 levels). JSON
+#: decoders recurse: a payload nested hundreds of levels deep would be stored and then break every
+#: read of it with RecursionError.
+MAX_PAYLOAD_DEPTH = 100
+#: The largest payload, in bytes of compact JSON (1 MiB): a queue holds references to big data.
+MAX_PAYLOAD_BYTES = 1024 * 1024
+
 
 def _refuse(value: object) -> Any:
     raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
@@ -44,11 +51,20 @@ def encode_payload(job: QueueJob) -> dict[str, Any]:
 
 def encode_payload_json(job: QueueJob) -> tuple[dict[str, Any], str]:
     """``job.to_json()`` and its compact JSON text (the check's own output, so a driver that stores
-    text does not encode the payload a second time)."""
+    text does not encode the payload a second time). Refused with SerializationError: anything
+    that is not plain JSON, nesting deeper than :data:`MAX_PAYLOAD_DEPTH` (a cycle too) and JSON
+    text over :data:`MAX_PAYLOAD_BYTES`."""
     payload = job.to_json()
     if not isinstance(payload, dict):
         raise SerializationError(
             f"{type(job).__name__}.to_json() must return a dict, got {type(payload).__name__}"
+        )
+    depth = _depth_over(payload, MAX_PAYLOAD_DEPTH)
+    if depth:
+        raise SerializationError(
+            f"{type(job).__name__} payload is nested deeper than MAX_PAYLOAD_DEPTH = {MAX_PAYLOAD_DEPTH} "
+            f"levels of lists and objects (it reaches level {depth} or more, or refers to itself); "
+            "store flatter data, or a reference to it"
         )
     try:
         text = _compact(payload)
@@ -57,7 +73,53 @@ def encode_payload_json(job: QueueJob) -> tuple[dict[str, Any], str]:
             f"{type(job).__name__} cannot be stored as JSON: {exc}. Keep job fields to str, int, "
             "float, bool, None, lists and dicts, or override to_json()/from_json()."
         ) from exc
+    if len(text) > MAX_PAYLOAD_BYTES:  # ASCII: characters are bytes
+        raise SerializationError(
+            f"{type(job).__name__} payload is {len(text)} bytes of JSON, over MAX_PAYLOAD_BYTES = "
+            f"{MAX_PAYLOAD_BYTES} (1 MiB); store large data elsewhere and give the job a reference"
+        )
     return payload, text
+
+
+def _depth_over(payload: dict[str, Any], limit: int) -> int:
+    """0 if ``payload`` nests at most ``limit`` levels; otherwise the first level found over it.
+    Iterative (no recursion, whatever the depth); a cycle is found as too deep."""
+    stack: list[tuple[Any, int]] = [(payload, 1)]
+    pop, push = stack.pop, stack.append
+    while stack:
+        value, depth = pop()
+        for child in value.values() if isinstance(value, dict) else value:
+            if isinstance(child, (dict, list, tuple)):
+                if depth >= limit:
+                    return depth + 1
+                push((child, depth + 1))
+    return 0
+
+
+def decode_stored_payload(text: str | bytes | None) -> dict[str, Any] | str:
+    """A stored payload's JSON text back to a dict; never raises. What cannot be read (not JSON,
+    not an object, nested too deep for the decoder) comes back as text, kept to report: running it
+    dead-letters the job with :func:`unreadable_reason` in its error."""
+    try:
+        decoded = json.loads(text)  # type: ignore[arg-type]
+    except (TypeError, ValueError, RecursionError):
+        decoded = None
+    if isinstance(decoded, dict):
+        return decoded
+    if isinstance(text, bytes):
+        return text.decode("utf-8", "replace")
+    return str(text)
+
+
+def unreadable_reason(text: str) -> str:
+    """Why a stored payload text is not a job payload, for a person."""
+    try:
+        decoded = json.loads(text)
+    except RecursionError:
+        return f"it is nested too deep to decode (the limit for new jobs is {MAX_PAYLOAD_DEPTH} levels)"
+    except ValueError as exc:
+        return f"it is not valid JSON ({exc})"
+    return f"it is JSON {type(decoded).__name__}, not an object"
 
 
 def decode_job(type_name: str, payload: dict[str, Any] | str | None, registry: JobRegistry) -> QueueJob:
@@ -68,7 +130,9 @@ def decode_job(type_name: str, payload: dict[str, Any] | str | None, registry: J
     if isinstance(payload, str):
         shown = payload if len(payload) <= 80 else payload[:77] + "..."
         what = f"stored {type_name} job" if type_name else "stored job (its type unreadable)"
-        raise SerializationError(f"{what} has a payload that is not a JSON object: {shown!r}")
+        raise SerializationError(
+            f"{what} has a payload that is not a JSON object: {shown!r} ({unreadable_reason(payload)})"
+        )
     cls = registry.resolve(type_name)  # UnregisteredJobError names the fix
     try:
         return cls.from_json(dict(payload or {}))

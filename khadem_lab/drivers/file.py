@@ -201,9 +201,10 @@ class FileStorageDriver(BaseQueueDriver):
                 if not isinstance(entry, dict):
                     raise ValueError("not a JSON object")
                 self._index.apply(entry)
-            except (ValueError, KeyError, TypeError) as exc:
+            except (ValueError, KeyError, TypeError, RecursionError) as exc:
                 if not bad:
-                    first_error = f"the first at byte {offset}: {type(exc).__name__}: {exc}"
+                    why = "nested too deep to decode" if isinstance(exc, RecursionError) else str(exc)
+                    first_error = f"the first at byte {offset}: {type(exc).__name__}: {why}"
                 bad.append(line)
         if bad:
             quarantine(journal.path, b"\n".join(bad) + b"\n", f"{len(bad)} unreadable line(s), {first_error}")

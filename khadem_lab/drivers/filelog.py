@@ -201,7 +201,7 @@ def read_snapshot(path: Path) -> Snapshot:
         )
     try:
         whole = json.loads(data)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: a job nested too deep
         return _salvage_snapshot(path, data, exc)
     if not isinstance(whole, dict) or not isinstance(whole.get("jobs"), list):
         raise storage_error(path, 'not a queue snapshot (expected an object with a "jobs" list)')
@@ -221,7 +221,7 @@ def read_snapshot(path: Path) -> Snapshot:
     return Snapshot(generation, seq, records, damaged=bool(bad))
 
 
-def _salvage_snapshot(path: Path, data: bytes, error: ValueError) -> Snapshot:
+def _salvage_snapshot(path: Path, data: bytes, error: ValueError | RecursionError) -> Snapshot:
     """The snapshot is not valid JSON: keep every job line that still reads, if the frame holds."""
     lines = data.rstrip(b"\n").split(b"\n")
     header = _HEADER.match(lines[0])
@@ -240,6 +240,9 @@ def _salvage_snapshot(path: Path, data: bytes, error: ValueError) -> Snapshot:
         text = line[:-1] if line.endswith(b",") else line
         try:
             records.append(record_from_json(json.loads(text)))
+        except RecursionError:
+            log.warning("%s: line %d cannot be read: nested too deep to decode", path, n)
+            bad.append(line)
         except ValueError as exc:
             log.warning("%s: line %d cannot be read: %s", path, n, exc)
             bad.append(line)

@@ -29,6 +29,7 @@ from typing import Any
 from ..config import DriverConfig
 from ..errors import ConfigError, StorageError
 from ..records import JobRecord, JobStatus, QueueCounts
+from ..serialization import decode_stored_payload
 from .base import BaseQueueDriver
 
 FSYNC_MODES = ("dispatch", "always", "never")
@@ -366,17 +367,11 @@ def _row(record: JobRecord) -> tuple[Any, ...]:
 
 
 def _record(row: Sequence[Any]) -> JobRecord:
-    payload: dict[str, Any] | str
-    try:
-        decoded = json.loads(row[4])
-    except (TypeError, ValueError):
-        decoded = None
-    payload = decoded if isinstance(decoded, dict) else str(row[4])  # damaged: kept to report
     return JobRecord(
         row[0],
         row[3],
         row[2],
-        payload,
+        decode_stored_payload(row[4]),  # never raises: damage is kept as text, to report
         row[5],
         row[6],
         row[7],
