@@ -27,6 +27,14 @@ from .errors import ConfigError
 
 COMMON_KEYS = ("driver", "track_metrics", "use_dlq", "max_retries", "timeout", "lease_time", "poll_interval")
 
+#: The shortest duration a setting may have: one microsecond, the finest a ``timedelta`` holds
+#: (a shorter one would silently become ``timedelta(0)``).
+MIN_SECONDS = 1e-6
+#: The longest duration a setting may have: 1e9 seconds (about 31 years). Longer is a mistake,
+#: and times far beyond it no longer fit a ``timedelta`` or a timestamp.
+MAX_SECONDS = 1e9
+SECONDS_RANGE = "a positive number of seconds, from 0.000001 to 1e9 (about 31 years)"
+
 
 @dataclass(frozen=True)
 class DriverConfig:
@@ -63,8 +71,14 @@ class DriverConfig:
             value = getattr(self, key)
             if value is None and key == "default_job_timeout":
                 continue
-            if not isinstance(value, timedelta) or value <= timedelta(0):
-                raise ConfigError(f"{where}.{key}", value, "a positive timedelta")
+            if (
+                not isinstance(value, timedelta)
+                or value <= timedelta(0)
+                or value.total_seconds() > MAX_SECONDS
+            ):
+                raise ConfigError(
+                    f"{where}.{key}", value, f"a positive timedelta of at most {MAX_SECONDS:g} s"
+                )
 
 
 @dataclass(frozen=True)
@@ -182,12 +196,47 @@ def _parse_driver(name: str, entry: Any) -> DriverSpec:
 
 
 def _seconds(key: str, value: Any) -> timedelta:
+    return timedelta(seconds=check_seconds(key, value))
+
+
+def check_seconds(key: str, value: Any, *, minimum: float = MIN_SECONDS) -> float:
+    """``value`` (a number of seconds or a timedelta) as float seconds, from ``minimum`` to
+    :data:`MAX_SECONDS`; otherwise a ConfigError naming ``key`` and the value as given."""
+    expected = (
+        SECONDS_RANGE
+        if minimum == MIN_SECONDS
+        else f"a number of seconds, from {minimum:g} to {MAX_SECONDS:g} (about 31 years)"
+    )
     if isinstance(value, timedelta):
         seconds = value.total_seconds()
     elif isinstance(value, (int, float)) and not isinstance(value, bool):
         seconds = float(value)
     else:
-        raise ConfigError(key, value, "a positive number of seconds")
-    if not seconds > 0 or math.isinf(seconds):
-        raise ConfigError(key, value, "a positive number of seconds")
-    return timedelta(seconds=seconds)
+        raise ConfigError(key, value, expected)
+    if math.isnan(seconds) or not minimum <= seconds <= MAX_SECONDS:
+        raise ConfigError(key, value, expected)
+    return seconds
+
+
+def check_storage_path(key: str, value: Any, what: str) -> Path:
+    """The path of a durable driver's storage (``what``: "a database file", "a directory"): a str
+    or path-like, not empty, not ``:memory:`` (that would be a private, non-durable queue)."""
+    expected = f"the path of {what} (a non-empty string)"
+    if isinstance(value, Path):
+        text = str(value)
+    elif isinstance(value, str):
+        text = value
+    elif hasattr(value, "__fspath__") and isinstance(value.__fspath__(), str):
+        text = value.__fspath__()
+    else:
+        raise ConfigError(key, value, expected)
+    if not text.strip() or "\x00" in text:
+        raise ConfigError(key, value, expected)
+    if text.strip() == ":memory:" or text.startswith("file::memory:"):
+        raise ConfigError(
+            key,
+            value,
+            f"{expected}; ':memory:' would be a private queue that is lost on exit: "
+            "use the memory driver for that",
+        )
+    return Path(text)

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from ..clock import Clock
-from ..config import DriverConfig
+from ..config import DriverConfig, check_storage_path
 from ..errors import ConfigError, StorageError
 from ..metrics import QueueMetrics
 from ..records import JobRecord, JobStatus, QueueCounts
@@ -105,7 +105,7 @@ class FileStorageDriver(BaseQueueDriver):
             raise ConfigError(
                 f"queue.drivers.{self.name}.fsync", fsync, "one of 'dispatch', 'always', 'never'"
             )
-        self.storage_path = Path(storage_path)
+        self.storage_path = check_storage_path(f"queue.drivers.{self.name}.path", storage_path, "a directory")
         self.fsync = fsync
         self._fsync = fsync == "always"
         self._lock: LockFile | None = None

@@ -287,18 +287,28 @@ class Journal:
             raise storage_error(self.path, "cannot read the journal", exc) from exc
         end = data.rfind(b"\n") + 1
         if end < len(data):
-            torn = len(data) - end
-            log.warning(
-                "%s: cut off a torn last line of %d bytes at offset %d (an operation interrupted by "
-                "a crash; it was never acknowledged)",
-                self.path,
-                torn,
-                self.offset + end,
-            )
+            tail = data[end:]
+            if not tail.startswith(b'{"op":'):
+                # Not the start of a line this driver writes: garbage, not a write cut short.
+                # Kept aside (it may matter to someone), then cut off so the journal goes on.
+                quarantine(
+                    self.path,
+                    tail,
+                    f"{len(tail)} bytes at offset {self.offset + end} are not a journal line (not "
+                    "a write cut short by a crash: the file was damaged or written by something else)",
+                )
+            else:
+                log.warning(
+                    "%s: cut off a torn last line of %d bytes at offset %d (an operation interrupted "
+                    "by a crash; it was never acknowledged)",
+                    self.path,
+                    len(tail),
+                    self.offset + end,
+                )
             try:
                 os.ftruncate(self.fd, self.offset + end)
             except OSError as exc:
-                raise storage_error(self.path, "cannot cut off a torn last line", exc) from exc
+                raise storage_error(self.path, "cannot cut off an incomplete last line", exc) from exc
         start = 0
         base = self.offset
         while start < end:

@@ -26,7 +26,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..config import DriverConfig
+from ..config import DriverConfig, check_seconds, check_storage_path
 from ..errors import ConfigError, StorageError
 from ..records import JobRecord, JobStatus, QueueCounts
 from ..serialization import decode_stored_payload
@@ -87,9 +87,13 @@ class SQLiteDriver(BaseQueueDriver):
         super().__init__(config, **kwargs)
         if fsync not in FSYNC_MODES:
             raise ConfigError(f"queue.drivers.{self.name}.fsync", fsync, f"one of {', '.join(FSYNC_MODES)}")
-        self.path = Path(path)
+        where = f"queue.drivers.{self.name}"
+        self.path = check_storage_path(f"{where}.path", path, "a database file")
+        self.busy_timeout = check_seconds(f"{where}.busy_timeout", busy_timeout, minimum=0.0)
+        if self.path.is_dir():
+            raise ConfigError(f"{where}.path", path, "the path of a database file, not of a directory")
         self.fsync = fsync
-        self._conn = _open(self.path, busy_timeout)
+        self._conn = _open(self.path, self.busy_timeout)
         self._synchronous = ""
         self._set_synchronous("FULL" if fsync == "always" else "NORMAL")
 
@@ -388,12 +392,35 @@ def _record(row: Sequence[Any]) -> JobRecord:
     )
 
 
+def is_busy(exc: BaseException) -> bool:
+    """A lock held by another connection for longer than busy_timeout (SQLITE_BUSY/LOCKED):
+    transient, unlike damage."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+    text = str(exc)
+    return "database is locked" in text or "database table is locked" in text
+
+
 def _storage_error(path: Path, exc: sqlite3.Error) -> StorageError:
-    return StorageError(
-        f"SQLite queue database {str(path)!r} cannot be used: {exc}. If the file is damaged, move it "
-        "aside (its jobs cannot be read) and the queue starts a new one; restore it from a backup "
-        "to keep them."
-    )
+    where = f"SQLite queue database {str(path)!r}"
+    text = str(exc)
+    if is_busy(exc):
+        advice = (
+            "another process held its lock for longer than busy_timeout; this is not damage. Raise "
+            "busy_timeout, or look for a process that keeps a long transaction open"
+        )
+    elif "unable to open" in text or "readonly" in text or "disk I/O" in text or "full" in text:
+        advice = (
+            "check that its directory exists and that this user has permission to read and write "
+            "it and the file (and that the disk is not full)"
+        )
+    else:
+        advice = (
+            "if the file is damaged, move it aside (its jobs cannot be read) and the queue starts a "
+            "new one; restore it from a backup to keep them"
+        )
+    return StorageError(f"{where} cannot be used: {text}. {advice}.")
 
 
 def _open(path: Path, busy_timeout: float) -> sqlite3.Connection:
