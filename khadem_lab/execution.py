@@ -104,6 +104,10 @@ def describe(error: BaseException) -> str:
     return f"{type(error).__name__}: {error}"
 
 
+_STARTED, _COMPLETED = EventKind.STARTED, EventKind.COMPLETED  # module constants: no enum lookups
+_COMPLETED_OUTCOME = Outcome.COMPLETED
+
+
 async def execute(
     driver: BaseQueueDriver,
     record: JobRecord,
@@ -111,16 +115,19 @@ async def execute(
     worker: str | None,
     hooks: Hooks = NO_HOOKS,
     deferred_acks: list[JobRecord] | None = None,
+    task: asyncio.Task[Any] | None = None,
 ) -> Outcome:
     """Run the reserved ``record`` once and settle it. Storage errors propagate to the worker.
 
     With ``deferred_acks`` (a prefetching worker), a completed job is appended there instead of
-    acked now; the worker acks them together (:meth:`BaseQueueDriver.settle_acks`)."""
+    acked now; the worker acks them together (:meth:`BaseQueueDriver.settle_acks`). ``task``: the
+    task running this (a worker's slot knows it; looked up if not given)."""
     clock = driver.clock
     # The attempt this task runs, for the stall watchdog of a simulation (None on other clocks).
     attempts: Attempts | None = getattr(clock, "attempts", None)
-    task = asyncio.current_task() if attempts is not None else None
     if attempts is not None:
+        if task is None:
+            task = asyncio.current_task()
         attempts.running[task] = record  # type: ignore[index]
         attempts.started += 1
     try:
@@ -141,7 +148,7 @@ async def execute(
         if hooks.on_job_start is not None:  # checked here as well: no coroutine per job without a hook
             await call_hook(hooks, hooks.on_job_start, job)
         started = clock.time()
-        driver.emit(EventKind.STARTED, record, worker=worker, time=started)
+        driver.emit(_STARTED, record, worker=worker, time=started)
         error: BaseException
         try:
             if record.timeout is None:
@@ -167,16 +174,16 @@ async def execute(
             if deferred_acks is not None:
                 deferred_acks.append(record)
                 acked: bool | None = True
+            elif driver.ack_now is not None:  # storage that never waits: no coroutine
+                acked = driver.ack_now(record)
             else:
                 acked = await driver.ack_record(record)
-            driver.emit(
-                EventKind.COMPLETED, record, worker=worker, duration=finished - started, time=finished
-            )
+            driver.emit(_COMPLETED, record, worker=worker, duration=finished - started, time=finished)
             if acked is False:
                 driver.emit(EventKind.LEASE_LOST, record, worker=worker, time=finished)
             if hooks.on_job_complete is not None:
                 await call_hook(hooks, hooks.on_job_complete, job, result)
-            return Outcome.COMPLETED
+            return _COMPLETED_OUTCOME
 
         now = clock.time()
         text = describe(error)

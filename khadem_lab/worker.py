@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 #: Longest pause between retries of a failing storage call (a server that is down).
 MAX_ERROR_BACKOFF = 30.0
+_COMPLETED = Outcome.COMPLETED  # a module constant: no enum lookup per job
 
 
 @dataclass
@@ -154,6 +155,80 @@ class Worker:
 
     # -- the loop -------------------------------------------------------------------------------
     async def _slot(self, slot_name: str) -> None:
+        if self.prefetch == 1:
+            await self._slot_one_by_one(slot_name)
+        else:
+            await self._slot_prefetching(slot_name)
+
+    async def _slot_one_by_one(self, slot_name: str) -> None:
+        """A slot that reserves one job at a time (the default). The loop of
+        :meth:`_slot_prefetching` without the batch bookkeeping, and with the reserve made without
+        a coroutine where the driver allows (:meth:`BaseQueueDriver.reserve_at_once`).
+        bench/mmc.py: see bench/README.md (the queue's work per job)."""
+        driver = self.driver
+        clock = driver.clock
+        stats = self.stats
+        by_slot = stats.by_slot
+        queues = self.queues
+        hooks = self.hooks
+        max_jobs = self.max_jobs
+        reserve_at_once = driver.reserve_at_once
+        task = asyncio.current_task()
+        failures = 0
+        while not self._stopping:
+            if max_jobs is not None and self._claimed >= max_jobs:
+                break
+            if self._deadline is not None and clock.time() >= self._deadline:
+                break
+            self._claimed += 1
+            try:
+                record = reserve_at_once(queues, worker=slot_name)
+                if record is False:
+                    record = await driver.reserve(queues, worker=slot_name)
+            except Exception as exc:  # storage trouble (a server down): report, back off, go on
+                self._claimed -= 1
+                failures += 1
+                await report_error(hooks, exc)
+                backoff = min(
+                    MAX_ERROR_BACKOFF, to_seconds(driver.config.poll_interval) * 2 ** (failures - 1)
+                )
+                await self._pause(backoff)
+                continue
+            failures = 0
+            if record is None:
+                self._claimed -= 1
+                await self._idle()
+                continue
+            self._busy += 1
+            try:
+                outcome = await execute(driver, record, worker=slot_name, hooks=hooks, task=task)
+            except Exception as exc:  # settling failed in storage; the lease brings the job back
+                await report_error(hooks, exc)
+                outcome = None
+            finally:
+                self._busy -= 1
+            stats.processed += 1
+            by_slot[slot_name] = by_slot.get(slot_name, 0) + 1
+            if outcome is _COMPLETED:
+                stats.completed += 1
+            else:
+                self._count(outcome)
+            if self.delay:
+                await self._pause(self.delay)
+
+    def _count(self, outcome: Outcome | None) -> None:
+        """Count a run that did not complete."""
+        stats = self.stats
+        if outcome is Outcome.COMPLETED:
+            stats.completed += 1
+        elif outcome is Outcome.RETRY:
+            stats.retried += 1
+        elif outcome is Outcome.DEAD:
+            stats.dead += 1
+        elif outcome is Outcome.LEASE_LOST:
+            stats.lease_lost += 1
+
+    async def _slot_prefetching(self, slot_name: str) -> None:
         driver = self.driver
         clock = driver.clock
         stats = self.stats
@@ -162,7 +237,7 @@ class Worker:
         # A prefetching slot reserves several jobs in one go and acks finished ones together
         # (one round trip each for a remote store); the jobs it holds count as "in hand".
         held: deque[JobRecord] = deque()
-        deferred: list[JobRecord] | None = [] if prefetch > 1 else None
+        deferred: list[JobRecord] = []
         failures = 0
         while held or not self._stopping:
             if not held:
@@ -172,14 +247,8 @@ class Worker:
                     break
                 want = prefetch if self.max_jobs is None else min(prefetch, self.max_jobs - self._claimed)
                 self._claimed += want
-                try:
-                    if prefetch == 1:
-                        record = await driver.reserve(queues, worker=slot_name)
-                        taken = [] if record is None else [record]
-                    else:  # the deferred acks go with the reserve: one round trip on Redis
-                        taken = await driver.reserve_many(
-                            queues, worker=slot_name, limit=want, acks=deferred or ()
-                        )
+                try:  # the deferred acks go with the reserve: one round trip on Redis
+                    taken = await driver.reserve_many(queues, worker=slot_name, limit=want, acks=deferred)
                 except Exception as exc:  # storage trouble (a server down): report, back off, go on
                     self._claimed -= want
                     failures += 1
@@ -211,14 +280,7 @@ class Worker:
                 self._busy -= 1
             stats.processed += 1
             stats.by_slot[slot_name] = stats.by_slot.get(slot_name, 0) + 1
-            if outcome is Outcome.COMPLETED:
-                stats.completed += 1
-            elif outcome is Outcome.RETRY:
-                stats.retried += 1
-            elif outcome is Outcome.DEAD:
-                stats.dead += 1
-            elif outcome is Outcome.LEASE_LOST:
-                stats.lease_lost += 1
+            self._count(outcome)
             if self.delay:
                 await self._pause(self.delay)
         if deferred:

@@ -20,7 +20,7 @@ import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from datetime import datetime, timedelta
-from typing import Any, ClassVar, ParamSpec, TypeVar
+from typing import Any, ClassVar, Literal, ParamSpec, TypeVar
 
 from ..clock import Clock, SystemClock, to_seconds, to_timestamp
 from ..config import DriverConfig
@@ -106,6 +106,12 @@ class BaseQueueDriver(abc.ABC):
         self._lease_watch: tuple[float, asyncio.Handle, asyncio.AbstractEventLoop] | None = None
         self._ids = itertools.count(1)
         self._lease_seconds = to_seconds(self.config.lease_time)
+        #: Plain (not async) versions of push_records, reserve_record and ack_record, for a driver
+        #: whose storage never waits (memory sets them): called without a coroutine per job.
+        #: None (the default) means: await the async primitive.
+        self.push_now: Callable[[Sequence[JobRecord]], None] | None = None
+        self.reserve_now: Callable[[Sequence[str] | None, float, str | None], JobRecord | None] | None = None
+        self.ack_now: Callable[[JobRecord], bool | None] | None = None
 
     # ===================================================================== storage primitives
     @abc.abstractmethod
@@ -292,7 +298,10 @@ class BaseQueueDriver(abc.ABC):
         now = self.clock.time()
         due = now if delay is None and at is None else self._due(delay, at, now)
         records = [self.make_record(job, due, queue, now)]
-        await self.push_records(records)
+        if self.push_now is not None:
+            self.push_now(records)
+        else:
+            await self.push_records(records)
         self._announce(records)
         if self._has_after_store:
             await self.after_store(records)
@@ -312,7 +321,10 @@ class BaseQueueDriver(abc.ABC):
         due = self._due(delay, at, now)
         records = [self.make_record(job, due, queue, now) for job in jobs]
         if records:
-            await self.push_records(records)
+            if self.push_now is not None:
+                self.push_now(records)
+            else:
+                await self.push_records(records)
             self._announce(records)
             if self._has_after_store:
                 await self.after_store(records)
@@ -420,7 +432,27 @@ class BaseQueueDriver(abc.ABC):
         now = self.clock.time()
         if self.lease_may_have_ended(now):
             self._announce_reclaimed(await self.reclaim_expired(now), now)
-        record = await self.reserve_record(queues, now, worker)
+        if self.reserve_now is not None:
+            record = self.reserve_now(queues, now, worker)
+        else:
+            record = await self.reserve_record(queues, now, worker)
+        if record is not None and self.events.by_kind[EventKind.RESERVED]:
+            self.emit(EventKind.RESERVED, record, worker=worker, time=now)
+        return record
+
+    def reserve_at_once(
+        self, queues: Sequence[str] | None, *, worker: str | None
+    ) -> JobRecord | Literal[False] | None:
+        """:meth:`reserve` without a coroutine (a worker's hot path), where it never waits: the
+        driver has :attr:`reserve_now` and no lease has ended (bringing jobs back is async). The
+        record or None as :meth:`reserve` returns them, or False: then await :meth:`reserve`."""
+        reserve_now = self.reserve_now
+        if reserve_now is None:
+            return False
+        now = self.clock.time()
+        if self.lease_may_have_ended(now):
+            return False
+        record = reserve_now(queues, now, worker)
         if record is not None and self.events.by_kind[EventKind.RESERVED]:
             self.emit(EventKind.RESERVED, record, worker=worker, time=now)
         return record
