@@ -44,17 +44,19 @@ from ..registry import JobRegistry
 from .base import BaseQueueDriver
 from .fileindex import JobIndex, Op
 from .filelog import (
-    DIR_MODE,
     LOCK,
     SNAPSHOT,
     Journal,
     LockFile,
+    check_not_world_writable,
     dumps,
     fsync_dir,
     journal_generation,
     journal_name,
+    make_private_dirs,
     quarantine,
     read_snapshot,
+    refuse_symlink,
     storage_error,
     write_snapshot,
 )
@@ -132,14 +134,12 @@ class FileStorageDriver(BaseQueueDriver):
     # ===================================================================== files
     def _open(self) -> None:
         directory = self.storage_path
-        try:
-            directory.mkdir(mode=DIR_MODE, parents=True)
-            os.chmod(directory, DIR_MODE)
-        except FileExistsError:
-            if not directory.is_dir():
-                raise storage_error(directory, "exists and is not a directory") from None
-        except OSError as exc:
-            raise storage_error(directory, "cannot create the storage directory", exc) from exc
+        if os.path.islink(directory):
+            raise refuse_symlink(directory)
+        if os.path.lexists(directory) and not directory.is_dir():
+            raise storage_error(directory, "exists and is not a directory")
+        make_private_dirs(directory)
+        check_not_world_writable(directory, "storage directory")
         self._lock = LockFile(directory / LOCK)
         with self._lock.held():
             self._reload()
@@ -240,7 +240,7 @@ class FileStorageDriver(BaseQueueDriver):
                 self._compact()
         return len(line)
 
-    def _compact(self) -> None:
+    def _compact(self, *, raise_errors: bool = False) -> None:
         """Write the next generation's snapshot and start its journal. Under the lock, caught up.
 
         Order: snapshot to a temporary file and fsync; announce the generation in ``lock``; create
@@ -253,17 +253,28 @@ class FileStorageDriver(BaseQueueDriver):
         tmp = directory / (SNAPSHOT + ".tmp")
         records = [*self._index.jobs.values(), *self._index.dead.values()]
         journal: Journal | None = None
+        written = announced = False
         try:
             size = write_snapshot(tmp, generation, self._index.seq, records)
+            written = True
             self._lock.set_generation(generation)
+            announced = True
             journal = Journal(directory / journal_name(generation), generation, truncate=True)
             os.replace(tmp, directory / SNAPSHOT)
             fsync_dir(directory)
         except (OSError, StorageError) as exc:
             if journal is not None:
                 journal.close()
-            with contextlib.suppress(OSError):
-                tmp.unlink()
+            if written:  # ours; a file planted there (a symlink) is left for a person to see
+                with contextlib.suppress(OSError):
+                    tmp.unlink()
+            if announced:
+                with contextlib.suppress(StorageError):
+                    self._lock.set_generation(self._generation)
+            if raise_errors:
+                if isinstance(exc, StorageError):
+                    raise
+                raise storage_error(tmp, "compaction failed", exc) from exc
             log.error("%s: compaction failed, the journal keeps growing until it works: %s", directory, exc)
             return
         old = self._journal
@@ -422,7 +433,7 @@ class FileStorageDriver(BaseQueueDriver):
         """Rewrite the snapshot now and start a new journal (the driver also does this by itself
         whenever the journal has grown a few times larger than the live jobs)."""
         with self._op():
-            self._compact()
+            self._compact(raise_errors=True)
 
     async def storage_info(self) -> dict[str, Any]:
         """``storage_files``: the snapshot and the current journal (the spec's debugging stats)."""

@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import re
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,12 +59,76 @@ def storage_error(path: Path, what: str, exc: OSError | None = None) -> StorageE
 
 
 def open_private(path: Path, flags: int) -> int:
-    """Open (creating with mode 0o600) ``path``; a StorageError naming it if that fails."""
+    """Open (creating with mode 0o600) ``path``, never through a symbolic link (O_NOFOLLOW); a
+    StorageError naming it if that fails."""
     try:
-        fd = os.open(path, flags | os.O_CLOEXEC, FILE_MODE)
+        fd = os.open(path, flags | os.O_CLOEXEC | os.O_NOFOLLOW, FILE_MODE)
     except OSError as exc:
+        if os.path.islink(path):
+            raise refuse_symlink(path) from exc
         raise storage_error(path, "cannot open", exc) from exc
     return fd
+
+
+def refuse_symlink(path: Path) -> StorageError:
+    return storage_error(
+        path,
+        "is a symbolic link; storage files are never opened through one (someone who can write "
+        "the directory may have planted it to make the queue overwrite another file). Remove it "
+        "after checking where it points",
+    )
+
+
+def refuse_symlinks(*paths: Path) -> None:
+    """StorageError if any of ``paths`` is a symbolic link (dangling ones too)."""
+    for path in paths:
+        if os.path.islink(path):
+            raise refuse_symlink(path)
+
+
+def make_private_dirs(directory: Path) -> None:
+    """Create ``directory`` and every missing parent with mode 0o700 (``Path.mkdir(parents=True)``
+    would give the parents the umask's mode). Existing directories are left as they are."""
+    missing: list[Path] = []
+    current = directory
+    while not os.path.lexists(current):
+        missing.append(current)
+        if current.parent == current:
+            break
+        current = current.parent
+    for path in reversed(missing):
+        try:
+            os.mkdir(path, DIR_MODE)
+        except FileExistsError:
+            pass  # another process made it at the same time
+        except OSError as exc:
+            raise storage_error(path, "cannot create the directory", exc) from exc
+
+
+def check_not_world_writable(path: Path, what: str, *, sticky_ok: bool = False) -> None:
+    """Refuse a world-writable ``path`` (anyone could replace or plant queue files in it); with
+    ``sticky_ok``, a world-writable directory with the sticky bit (``/tmp``) only logs a warning."""
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise storage_error(path, f"cannot check the {what}", exc) from exc
+    if not mode & stat.S_IWOTH:
+        return
+    if sticky_ok and stat.S_ISDIR(mode) and mode & stat.S_ISVTX:
+        log.warning(
+            "%s: the %s is world-writable (sticky, like /tmp): other users can plant files next to "
+            "the queue's; prefer a directory of your own (mode 0o700)",
+            path,
+            what,
+        )
+        return
+    raise storage_error(
+        path,
+        f"the {what} is world-writable (mode {stat.S_IMODE(mode):o}): any user could replace or "
+        f"plant queue files. Run chmod o-w on it (or 700), or use a directory of your own",
+    )
 
 
 def fsync_dir(directory: Path) -> None:
@@ -88,7 +153,9 @@ def quarantine(path: Path, data: bytes, why: str) -> Path:
     while True:
         target = path.with_name(f"{path.name}.corrupt-{n}")
         try:
-            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, FILE_MODE)
+            fd = os.open(
+                target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW, FILE_MODE
+            )
         except FileExistsError:
             n += 1
             continue
@@ -177,7 +244,11 @@ def write_snapshot(path: Path, generation: int, seq: int, records: list[JobRecor
         parts.append(b",\n".join(lines))
     parts.append(_FOOTER + b"\n")
     data = b"\n".join(parts)
-    fd = open_private(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+    if os.path.islink(path):
+        raise refuse_symlink(path)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)  # a leftover of a crashed compaction (we hold the lock): never reused
+    fd = open_private(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
     try:
         write_all(fd, data)
         os.fsync(fd)
@@ -191,8 +262,10 @@ def write_snapshot(path: Path, generation: int, seq: int, records: list[JobRecor
 def read_snapshot(path: Path) -> Snapshot:
     """Read ``main.json``. A job that cannot be read is quarantined and the rest kept; a snapshot
     whose frame (header, end) is damaged raises StorageError naming the file and the fault."""
+    fd = open_private(path, os.O_RDONLY)
     try:
-        data = path.read_bytes()
+        with os.fdopen(fd, "rb") as f:
+            data = f.read()
     except OSError as exc:
         raise storage_error(path, "cannot read the snapshot", exc) from exc
     if not data.strip():

@@ -31,6 +31,7 @@ from ..errors import ConfigError, StorageError
 from ..records import JobRecord, JobStatus, QueueCounts
 from ..serialization import decode_stored_payload
 from .base import BaseQueueDriver
+from .filelog import check_not_world_writable, make_private_dirs, refuse_symlinks
 
 FSYNC_MODES = ("dispatch", "always", "never")
 
@@ -425,13 +426,25 @@ def _storage_error(path: Path, exc: sqlite3.Error) -> StorageError:
 
 def _open(path: Path, busy_timeout: float) -> sqlite3.Connection:
     """Open (creating, owner-only) the database and make sure it is a usable queue database."""
+    make_private_dirs(path.parent)
+    check_not_world_writable(path.parent, "database's directory", sticky_ok=True)
+    # SQLite follows symbolic links: check the database and its WAL and SHM files first.
+    refuse_symlinks(path, Path(f"{path}-wal"), Path(f"{path}-shm"), Path(f"{path}-journal"))
     try:
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        if not path.exists():
-            os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))  # WAL/SHM files get its mode
+        try:  # WAL/SHM files get its mode; O_EXCL|O_NOFOLLOW: never through a link planted since
+            os.close(
+                os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+            )
+        except FileExistsError:
+            check_not_world_writable(path, "database file")
         conn = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None, check_same_thread=False)
     except OSError as exc:
-        raise StorageError(f"SQLite queue database {str(path)!r} cannot be created: {exc}") from exc
+        raise StorageError(
+            f"SQLite queue database {str(path)!r} cannot be created: {exc.strerror or exc}; check that "
+            "this user may write its directory"
+        ) from exc
+    except sqlite3.Error as exc:
+        raise _storage_error(path, exc) from exc
     try:
         conn.execute("PRAGMA journal_mode = WAL")
         problems = [row[0] for row in conn.execute("PRAGMA quick_check").fetchall()]
