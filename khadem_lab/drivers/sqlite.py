@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +34,16 @@ from ..serialization import decode_stored_payload
 from .base import BaseQueueDriver
 from .filelog import check_not_world_writable, make_private_dirs, refuse_symlinks
 
+log = logging.getLogger(__name__)
+
 FSYNC_MODES = ("dispatch", "always", "never")
+#: Opening a queue waits at least this long (seconds) for another process's lock.
+OPEN_BUSY_TIMEOUT = 10.0
+#: A settle (ack, release, bury) that finds the database locked for longer than ``busy_timeout``
+#: waits this long on the clock, doubling up to ``SETTLE_RETRY_MAX_WAIT``, and tries again, until
+#: the job's lease would end: it then raises StorageError (the lease brings the job back).
+SETTLE_RETRY_FIRST_WAIT = 0.005
+SETTLE_RETRY_MAX_WAIT = 1.0
 
 COLUMNS = (
     "id, seq, queue, type, payload, display_name, max_retries, timeout, available_at, created_at, "
@@ -177,9 +187,42 @@ class SQLiteDriver(BaseQueueDriver):
         except sqlite3.DatabaseError as exc:
             raise _storage_error(self.path, exc) from exc
 
+    async def _settle(self, record: JobRecord, write: Callable[[JobRecord], bool]) -> bool:
+        """``write(record)``, tried again while the database is locked (SQLITE_BUSY after
+        ``busy_timeout``): a settle that gives up lets the job run again after its lease, with no
+        crash at all. Each try is one synchronous busy wait of ``busy_timeout`` inside SQLite; the
+        backoff between tries goes through the driver's clock, and the lease (in the same clock's
+        time) bounds it: on virtual time the backoff costs no real time, so a settle makes at
+        most about lease/backoff tries of ``busy_timeout`` each, then gives up as on real time."""
+        wait = SETTLE_RETRY_FIRST_WAIT
+        tries = 0
+        while True:
+            try:
+                return write(record)
+            except StorageError as exc:
+                if exc.__cause__ is None or not is_busy(exc.__cause__):
+                    raise
+                tries += 1
+                now = self.clock.time()
+                lease_end = record.reserved_until
+                if lease_end is None:
+                    lease_end = now + self._lease_seconds
+                if now + wait >= lease_end:
+                    raise StorageError(
+                        f"{exc} (gave up after {tries} tries: job {record.id}'s lease ends before the "
+                        "next one; it will run again)"
+                    ) from exc.__cause__
+            if tries == 1 or tries % 100 == 0:
+                log.debug("%s: settle of job %s met a lock (try %d); retrying", self.name, record.id, tries)
+            await self.clock.sleep(wait)
+            wait = min(wait * 2, SETTLE_RETRY_MAX_WAIT)
+
     # A settle (ack, release, bury) only touches the reservation it was given: if the lease ran
     # out and another worker took the job since (attempts moved on), it is a no-op.
     async def ack_record(self, record: JobRecord) -> bool:
+        return await self._settle(record, self._ack)
+
+    def _ack(self, record: JobRecord) -> bool:
         return (
             self._write_one(
                 "DELETE FROM jobs WHERE id = ? AND status = 'reserved' AND attempts = ? RETURNING id",
@@ -189,6 +232,9 @@ class SQLiteDriver(BaseQueueDriver):
         )
 
     async def release_record(self, record: JobRecord) -> bool:
+        return await self._settle(record, self._release)
+
+    def _release(self, record: JobRecord) -> bool:
         with self._transaction() as conn:
             record.seq = self._take_seqs(conn, 1)
             return (
@@ -209,6 +255,9 @@ class SQLiteDriver(BaseQueueDriver):
             )
 
     async def bury_record(self, record: JobRecord) -> bool:
+        return await self._settle(record, self._bury)
+
+    def _bury(self, record: JobRecord) -> bool:
         with self._transaction() as conn:
             record.seq = self._take_seqs(conn, 1)  # dead letters are listed in the order they died
             return (
@@ -421,7 +470,7 @@ def _storage_error(path: Path, exc: sqlite3.Error) -> StorageError:
             "if the file is damaged, move it aside (its jobs cannot be read) and the queue starts a "
             "new one; restore it from a backup to keep them"
         )
-    return StorageError(f"{where} cannot be used: {text}. {advice}.")
+    return StorageError(f"{where} cannot be used: {text}. {advice[0].upper()}{advice[1:]}.")
 
 
 def _open(path: Path, busy_timeout: float) -> sqlite3.Connection:
@@ -446,11 +495,15 @@ def _open(path: Path, busy_timeout: float) -> sqlite3.Connection:
     except sqlite3.Error as exc:
         raise _storage_error(path, exc) from exc
     try:
+        # Setting up waits for other processes' locks a little longer than an operation does (a
+        # synchronous SQLite busy wait: the constructor has no event loop to wait on).
+        conn.execute(f"PRAGMA busy_timeout = {int(max(busy_timeout, OPEN_BUSY_TIMEOUT) * 1000)}")
         conn.execute("PRAGMA journal_mode = WAL")
         problems = [row[0] for row in conn.execute("PRAGMA quick_check").fetchall()]
         if problems != ["ok"]:
             raise sqlite3.DatabaseError("integrity check failed: " + "; ".join(problems[:3]))
         conn.executescript(SCHEMA)
+        conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
     except sqlite3.DatabaseError as exc:
         conn.close()
         raise _storage_error(path, exc) from exc
