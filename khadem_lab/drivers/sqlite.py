@@ -37,6 +37,11 @@ from .filelog import check_not_world_writable, make_private_dirs, refuse_symlink
 log = logging.getLogger(__name__)
 
 FSYNC_MODES = ("dispatch", "always", "never")
+#: ``PRAGMA application_id`` of a queue database ("KHQL"): set when the driver creates it.
+APPLICATION_ID = 0x4B48514C
+#: Next to the database, ``<path>-khadem`` is written once the queue's tables exist: a database
+#: that has no tables while its marker exists lost its content (truncated, replaced).
+MARKER_SUFFIX = "-khadem"
 #: Opening a queue waits at least this long (seconds) for another process's lock.
 OPEN_BUSY_TIMEOUT = 10.0
 #: A settle (ack, release, bury) that finds the database locked for longer than ``busy_timeout``
@@ -384,7 +389,12 @@ class SQLiteDriver(BaseQueueDriver):
             return records
 
     async def storage_info(self) -> dict[str, Any]:
-        files = [self.path, Path(f"{self.path}-wal"), Path(f"{self.path}-shm")]
+        files = [
+            self.path,
+            Path(f"{self.path}-wal"),
+            Path(f"{self.path}-shm"),
+            Path(f"{self.path}{MARKER_SUFFIX}"),
+        ]
         return {"storage_files": [str(f) for f in files if f.exists()]}
 
     async def close(self) -> None:
@@ -478,12 +488,15 @@ def _open(path: Path, busy_timeout: float) -> sqlite3.Connection:
     make_private_dirs(path.parent)
     check_not_world_writable(path.parent, "database's directory", sticky_ok=True)
     # SQLite follows symbolic links: check the database and its WAL and SHM files first.
-    refuse_symlinks(path, Path(f"{path}-wal"), Path(f"{path}-shm"), Path(f"{path}-journal"))
+    marker = Path(f"{path}{MARKER_SUFFIX}")
+    refuse_symlinks(path, Path(f"{path}-wal"), Path(f"{path}-shm"), Path(f"{path}-journal"), marker)
+    created = False
     try:
         try:  # WAL/SHM files get its mode; O_EXCL|O_NOFOLLOW: never through a link planted since
             os.close(
                 os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
             )
+            created = True
         except FileExistsError:
             check_not_world_writable(path, "database file")
         conn = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None, check_same_thread=False)
@@ -498,13 +511,49 @@ def _open(path: Path, busy_timeout: float) -> sqlite3.Connection:
         # Setting up waits for other processes' locks a little longer than an operation does (a
         # synchronous SQLite busy wait: the constructor has no event loop to wait on).
         conn.execute(f"PRAGMA busy_timeout = {int(max(busy_timeout, OPEN_BUSY_TIMEOUT) * 1000)}")
+        _check_identity(conn, path, marker, created)  # first: before anything writes to the file
         conn.execute("PRAGMA journal_mode = WAL")
         problems = [row[0] for row in conn.execute("PRAGMA quick_check").fetchall()]
         if problems != ["ok"]:
             raise sqlite3.DatabaseError("integrity check failed: " + "; ".join(problems[:3]))
         conn.executescript(SCHEMA)
+        conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+        _write_marker(marker)
         conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
     except sqlite3.DatabaseError as exc:
         conn.close()
         raise _storage_error(path, exc) from exc
     return conn
+
+
+def _check_identity(conn: sqlite3.Connection, path: Path, marker: Path, created: bool) -> None:
+    """A queue database, a new one, or trouble: a file that held a queue and now has no tables
+    (truncated to 0 bytes, replaced by an empty one), or another application's database."""
+    (app_id,) = conn.execute("PRAGMA application_id").fetchone()
+    tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    if app_id not in (0, APPLICATION_ID) or (tables and "jobs" not in tables):
+        raise StorageError(
+            f"SQLite queue database {str(path)!r} is not a khadem_lab queue (application_id "
+            f"{app_id}, tables {sorted(tables)}); give the queue a path of its own"
+        )
+    if "jobs" not in tables and not created and marker.exists():
+        size = path.stat().st_size
+        raise StorageError(
+            f"SQLite queue database {str(path)!r} has no queue tables ({size} bytes) but held a queue "
+            f"({marker.name} says so): it was truncated or replaced, and its jobs are gone. Restore "
+            "it from a backup; or, to start an empty queue, move it and its -wal, -shm and "
+            f"{MARKER_SUFFIX} files aside. It was left as it is"
+        )
+
+
+def _write_marker(marker: Path) -> None:
+    try:
+        fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    except FileExistsError:
+        return
+    except OSError as exc:
+        raise StorageError(f"cannot write the queue marker {str(marker)!r}: {exc.strerror or exc}") from exc
+    try:
+        os.write(fd, b"khadem_lab SQLite queue: the database next to this file holds a queue\n")
+    finally:
+        os.close(fd)
