@@ -41,6 +41,8 @@ _new_handle: Callable[[type], Any] = object.__new__  # a handle without __init__
 _copy_context = contextvars.copy_context
 _heappush = heapq.heappush
 _heappop = heapq.heappop
+# The timer callback of every asyncio.sleep(delay > 0): set the sleeper's future, unless cancelled.
+_wake_sleeper = asyncio.futures._set_result_unless_cancelled  # type: ignore[attr-defined]
 
 
 class _Timer(asyncio.TimerHandle):
@@ -255,8 +257,14 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
                 ready.append(handle)
             for _ in range(len(ready)):
                 handle = popleft()
-                if not handle._cancelled:
-                    handle._run()
+                if handle._cancelled:
+                    continue
+                if handle._callback is _wake_sleeper:  # an asyncio.sleep is over
+                    future = handle._args[0]
+                    if not future.done():  # _set_result_unless_cancelled, without its two frames
+                        future.set_result(handle._args[1])
+                        continue
+                handle._run()
             handle = None  # no reference kept (asyncio's note: it breaks cycles after an error)
             if self._stopping:
                 return
