@@ -60,6 +60,23 @@ def start_worker(
     )
 
 
+def _wait_for_workers_at_work(
+    workers: list[subprocess.Popen[bytes]], log: Path, timeout: float = 120
+) -> list[subprocess.Popen[bytes]]:
+    """The live workers that have started a job, waiting (polling the log) until there is one;
+    empty once every worker has exited (the queue is done)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        started = {pid for kind, _, pid in read_log(log) if kind == "start"}
+        at_work = [w for w in workers if w.pid in started and w.poll() is None]
+        if at_work or all(w.poll() is not None for w in workers):
+            return at_work
+        if time.monotonic() > deadline:
+            assert at_work, "no worker started a job"
+            return at_work
+        time.sleep(0.02)
+
+
 def read_log(log: Path) -> list[tuple[str, int, int]]:
     lines = log.read_text().splitlines() if log.exists() else []
     return [(kind, int(n), int(pid)) for kind, n, pid in (line.split() for line in lines)]
@@ -106,7 +123,9 @@ def test_four_worker_processes_run_each_of_10000_jobs_exactly_once(
 def test_crash_drill_sigkill_loses_nothing(kind: str, prefetch: int, tmp_path: Path) -> None:
     """Workers are killed with SIGKILL at random moments and replaced. Afterwards every job has
     completed or is dead-lettered, and a job ran more than once only if a killed worker had it."""
-    config = config_for(kind, tmp_path, lease_time=0.5, max_retries=5)
+    # A lease of 2 s: long enough that a live worker slowed down by a loaded machine does not lose
+    # its jobs (that would be a duplicate no kill explains), short enough to bring killed ones back.
+    config = config_for(kind, tmp_path, lease_time=2.0, max_retries=5)
     log = tmp_path / "runs.log"
     n = 1_500
     dispatch(config, [Numbered(i, work=0.002) for i in range(n)])
@@ -116,7 +135,12 @@ def test_crash_drill_sigkill_loses_nothing(kind: str, prefetch: int, tmp_path: P
     workers = [start_worker(config, log, prefetch=prefetch) for _ in range(4)]
     for _ in range(8):  # eight kills, each at a random moment, each victim replaced
         time.sleep(rng.uniform(0.1, 0.4))
-        victim = workers.pop(rng.randrange(len(workers)))
+        # the victim is a worker at work (it has started a job), however slowly the machine runs
+        at_work = _wait_for_workers_at_work(workers, log)
+        if not at_work:  # the queue is done: every worker has exited
+            break
+        victim = at_work[rng.randrange(len(at_work))]
+        workers.remove(victim)
         os.kill(victim.pid, signal.SIGKILL)
         victim.wait()
         killed.add(victim.pid)
