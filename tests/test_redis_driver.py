@@ -43,7 +43,8 @@ from khadem_lab import (
     UnregisteredJobError,
 )
 
-from .conftest import REDIS_URL, redis_keys, redis_queue_name, require_redis
+from . import conftest
+from .conftest import REDIS_URL, require_redis
 from .support import Invoice
 from .test_property import LEASE, QUEUES, MemoryDriverMachine, ModelJob, Noop, StoredNoops, machine_settings
 
@@ -77,6 +78,32 @@ class Counted(QueueJob):
     async def handle(self) -> None:
         await asyncio.sleep(0.001)
         Counted.done.append(self.n)
+
+
+_names: list[str] = []  # the queue names this test made: their keys are deleted at its teardown
+
+
+def redis_queue_name(label: str = "test") -> str:
+    """A queue name no other test uses; its keys (``khadem:{NAME}:*``) go at teardown."""
+    name = conftest.redis_queue_name(label)
+    _names.append(name)
+    return name
+
+
+def redis_keys(queue_name: str) -> list[str]:
+    """Every key of the queue (SCAN, never KEYS)."""
+    with redis.Redis.from_url(REDIS_URL) as client:
+        return sorted(k.decode() for k in client.scan_iter(match=f"khadem:{{{queue_name}}}:*", count=1000))
+
+
+@pytest.fixture(autouse=True)
+def _delete_own_keys() -> Iterator[None]:
+    yield
+    with redis.Redis.from_url(REDIS_URL) as client:
+        while _names:
+            keys = list(client.scan_iter(match=f"khadem:{{{_names.pop()}}}:*", count=1000))
+            if keys:
+                client.delete(*keys)
 
 
 @pytest.fixture
@@ -326,7 +353,7 @@ def test_a_payload_that_is_not_json_is_dead_lettered_and_the_worker_goes_on(
     qm.subscribe(log)
     sim.run(qm.dispatch_batch([Invoice(1), Invoice(2), Invoice(3)]))
     with redis.Redis.from_url(REDIS_URL) as client:
-        key = f"khadem:{name}:job:"
+        key = f"khadem:{{{name}}}:job:"
         head, payload = client.get(key + "1").split(b"\n")  # the header line, the payload
         assert payload == b'{"number":1,"fail":false}'
         client.set(key + "1", head + b"\n{broken")  # the payload damaged
@@ -378,9 +405,9 @@ def test_config_selects_it_with_its_options_and_refuses_bad_ones(sim: Simulation
         clock=sim.clock,
     )
     qm.load_from_config()
-    assert isinstance(qm.driver, RedisStorageDriver) and qm.driver.prefix == f"khadem:{name}:"
+    assert isinstance(qm.driver, RedisStorageDriver) and qm.driver.prefix == f"khadem:{{{name}}}:"
     stats = sim.run(qm.driver.get_stats())
-    assert stats["key_prefix"] == f"khadem:{name}:" and stats["redis_server"] == "127.0.0.1:6379/0"
+    assert stats["key_prefix"] == f"khadem:{{{name}}}:" and stats["redis_server"] == "127.0.0.1:6379/0"
     tls = RedisStorageDriver(DriverConfig(name="tls"), url="rediss://cache.example.com:6380/2")
     assert tls.address == "cache.example.com:6380/2"  # built lazily: nothing is contacted yet
     assert tls.client.connection_pool.connection_class.__name__ == "SSLConnection"
@@ -481,11 +508,11 @@ def test_a_run_touches_only_keys_under_its_prefix_and_clear_and_purge_remove_the
     sim.run(driver.dead_letters.requeue("2"))
     sim.advance(seconds=11)  # 2 fails again, is retried 10 s later, fails again: dead again
     keys = private_redis.all_keys()
-    assert keys and all(k.startswith("khadem:shop:") for k in keys), keys
+    assert keys and all(k.startswith("khadem:{shop}:") for k in keys), keys
     sim.run(worker.stop())
     assert sim.run(driver.clear()) == 1
     assert sim.run(driver.dead_letters.purge()) == 2
-    assert private_redis.all_keys() == ["khadem:shop:seq"]  # only the id counter stays
+    assert private_redis.all_keys() == ["khadem:{shop}:seq"]  # only the id counter stays
 
 
 @pytest.mark.realtime
@@ -558,8 +585,8 @@ def test_jobs_are_taken_in_due_order_across_the_ready_list_and_the_delayed_set(
     sim.advance(seconds=2)
     sim.run(driver.push_many([Invoice(3), Invoice(4)]))  # due: the ready list
     with redis.Redis.from_url(REDIS_URL) as client:
-        assert client.llen(f"khadem:{name}:ready:default") == 2
-        assert client.zcard(f"khadem:{name}:queue:default") == 2
+        assert client.llen(f"khadem:{{{name}}}:ready:default") == 2
+        assert client.zcard(f"khadem:{{{name}}}:queue:default") == 2
     assert sim.run(driver.next_available_at(None)) == t0 + 1
     assert tuple(sim.run(driver.counts(sim.time()))) == (3, 1, 0)
     taken = [sim.run(driver.reserve(None, worker="w")) for _ in range(2)]

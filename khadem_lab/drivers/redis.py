@@ -2,7 +2,10 @@
 
 Every operation that changes the queue is one Lua script (the Laravel / BullMQ pattern), so it is
 atomic: whatever runs a queue's scripts at the same time, on whatever machine, no job is taken
-twice and none is half-written. All keys of a queue live under one prefix, ``khadem:QUEUE_NAME:``:
+twice and none is half-written. All keys of a queue live under one prefix, ``khadem:{QUEUE_NAME}:``,
+the name encoded by :func:`key_part` (``%``, ``:``, ``{`` and ``}`` percent-encoded, as are job queue
+names in keys), so no two names share a key and the braces are a Redis Cluster hash tag (one slot
+per queue). Entries and keys the driver did not write are handled as described before PRELUDE:
 
 - ``seq``: the counter ids and sequence numbers come from (``INCR``), so ids are unique across
   processes and the same in every rerun of a simulation;
@@ -42,6 +45,9 @@ redis-py is imported when a driver is built, so the rest of the package works wi
 from __future__ import annotations
 
 import json
+import logging
+import math
+import re
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -53,6 +59,8 @@ from .base import BaseQueueDriver
 if TYPE_CHECKING:
     from redis import Redis
     from redis.commands.core import Script
+
+log = logging.getLogger(__name__)
 
 #: The ``state:ID`` fields a script returns for a job, after its id and body, in this order.
 FIELDS = (
@@ -70,21 +78,99 @@ FIELDS = (
 URL_SCHEMES = ("redis://", "rediss://", "unix://")
 COMPACT = (",", ":")
 HEADS_CACHED = 256  # job headers (all but the two times) kept per driver, for batch dispatch
+#: The queue's fixed keys, after its prefix, in the order every script gets them as KEYS.
+KEY_NAMES = ("seq", "queues", "reserved", "dead", "foreign")
+_ESCAPED = re.compile(r"[%:{}]")
+_URL_PASSWORD = re.compile(r"(://[^/@]*?:)[^/@]*@")
 
-# Shared by every script. ARGV[1] is always the key prefix. An optional text argument is "" for
-# None and "=" + the text otherwise (so an empty text is not None).
+
+def key_part(name: str) -> str:
+    """A queue name as it appears in keys: ``%``, ``:``, ``{`` and ``}`` percent-encoded, so no
+    two names give the same key and the name never ends or opens a hash tag."""
+    return _ESCAPED.sub(lambda m: f"%{ord(m[0]):02X}", name)
+
+
+def redact_url(url: object) -> object:
+    """A Redis URL with its password replaced by ``***`` (anything else as it is)."""
+    return _URL_PASSWORD.sub(r"\1***@", url) if isinstance(url, str) else url
+
+
+# Shared by every script. KEYS are the queue's fixed keys (KEY_NAMES, in that order); every other
+# key a script touches (a job's, a waiting list's) is built from the same prefix, so it shares their
+# hash tag: one Redis Cluster slot per queue. ARGV is the script's own. An optional text argument
+# is "" for None and "=" + the text otherwise (so an empty text is not None).
+#
+# Data the driver did not write never stops a queue: a waiting entry that does not parse is taken
+# off its list or set and its description pushed to ``foreign`` (and returned, for the client to
+# log); a queue whose waiting keys hold another type is skipped (and reported once); a job whose
+# own keys hold another type is dead-lettered with the reason. Every script checks before it
+# changes anything (a Lua error does not undo the writes before it): the fixed keys at the top
+# (a KHADEMKEY error if one holds another type), a job's and a queue's keys before they are used.
 PRELUDE = (
     "local FIELDS = {"
     + ", ".join(f"'{name}'" for name in FIELDS)
     + "}\n"
     + """
-local P = ARGV[1]
+local SEQ, QUEUES, RESERVED, DEAD, FOREIGN = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local P = string.sub(SEQ, 1, -4)
+local NOTES = {}
+local MEMBER = '^' .. string.rep('%d', 20) .. ':(%d+)$'
+local ENTRY = '^([^|]+)|(' .. string.rep('%d', 20) .. ':%d+)$'
+local function kind(key) return redis.call('TYPE', key)['ok'] end
+-- the fixed keys hold what the driver writes there (or nothing): an error text otherwise
+local function fixed()
+  local want = {'string', 'set', 'zset', 'zset', 'list'}
+  for i = 1, 5 do
+    local t = kind(KEYS[i])
+    if t ~= 'none' and t ~= want[i] then
+      return 'KHADEMKEY ' .. KEYS[i] .. ' holds a ' .. t .. ', not a ' .. want[i]
+    end
+  end
+  local seq = redis.call('GET', SEQ)
+  if seq and not string.match(seq, '^%d+$') then
+    local shown = string.format('%q', string.sub(seq, 1, 40))
+    return 'KHADEMKEY ' .. SEQ .. ' holds ' .. shown .. ', not a counter'
+  end
+  return nil
+end
+-- a queue name as it appears in keys: '%', ':', '{' and '}' percent-encoded
+local function enc(name)
+  if not string.find(name, '[%%:{}]') then return name end
+  return (string.gsub(name, '[%%:{}]', function(c) return string.format('%%%02X', string.byte(c)) end))
+end
+-- something the driver did not write, taken aside: kept in FOREIGN and returned to the client
+local function note(text)
+  NOTES[#NOTES + 1] = text
+  redis.call('RPUSH', FOREIGN, text)
+end
+local function note_entry(key, value)
+  local shown = string.format('%q', string.sub(value, 1, 200))
+  note(key .. ': ' .. shown .. ' is not an entry of the driver; taken off')
+end
+-- queue's waiting keys, their types, or nil if one holds another type (reported once, unless quiet)
+local function usable(queue, quiet)
+  local list, zset = P .. 'ready:' .. enc(queue), P .. 'queue:' .. enc(queue)
+  local lt, zt = kind(list), kind(zset)
+  local bad, t, want = nil, nil, nil
+  if lt ~= 'list' and lt ~= 'none' then bad, t, want = list, lt, 'list'
+  elseif zt ~= 'zset' and zt ~= 'none' then bad, t, want = zset, zt, 'sorted set' end
+  if not bad then return list, zset, lt, zt end
+  if not quiet and redis.call('SREM', QUEUES, queue) == 1 then
+    note(string.format('queue %q skipped: %s holds a %s, not a %s', queue, bad, t, want))
+  end
+  return nil, bad .. ' holds a ' .. t .. ', not a ' .. want
+end
 local function member(seq, id) return string.format('%020d:', tonumber(seq)) .. id end
-local function id_of(m) return string.sub(m, 22) end
--- a job's id, body and state fields, as the client reads them
-local function fetch(id)
-  local fields = redis.call('HMGET', P .. 'state:' .. id, unpack(FIELDS))
-  table.insert(fields, 1, redis.call('GET', P .. 'job:' .. id))
+local function id_of(m) return string.match(m, MEMBER) end
+-- a job's id, body and state fields, as the client reads them (false where its keys hold another type)
+local function fetch(id, checked)
+  local state, job = P .. 'state:' .. id, P .. 'job:' .. id
+  local fields
+  if checked or kind(state) == 'hash' then fields = redis.call('HMGET', state, unpack(FIELDS))
+  else fields = {}; for i = 1, #FIELDS do fields[i] = false end end
+  local body = false
+  if checked or kind(job) == 'string' then body = redis.call('GET', job) end
+  table.insert(fields, 1, body)
   table.insert(fields, 1, id)
   return fields
 end
@@ -97,45 +183,68 @@ local function before(at, m, at2, m2)
   at, at2 = tonumber(at), tonumber(at2)
   return at < at2 or (at == at2 and m < m2)
 end
--- a ready-list entry 'AVAILABLE_AT|SEQ:ID' as its time and member
+-- a ready-list entry 'AVAILABLE_AT|SEQ:ID' as its time and member; nil if it is not one
 local function entry(e)
-  local bar = string.find(e, '|', 1, true)
-  return string.sub(e, 1, bar - 1), string.sub(e, bar + 1)
+  local at, m = string.match(e, ENTRY)
+  if at and tonumber(at) then return at, m end
+  return nil
 end
-local function take_seq() return string.format('%d', redis.call('INCR', P .. 'seq')) end
+local function take_seq() return string.format('%d', redis.call('INCR', SEQ)) end
 local function enqueue(id, queue, at, seq)
-  redis.call('ZADD', P .. 'queue:' .. queue, at, member(seq, id))
-  redis.call('SADD', P .. 'queues', queue)
+  redis.call('ZADD', P .. 'queue:' .. enc(queue), at, member(seq, id))
+  redis.call('SADD', QUEUES, queue)
 end
 -- the reservation given (by its attempts) is still the current one: its seq, else nil
 local function held(id, attempts)
-  local state = redis.call('HMGET', P .. 'state:' .. id, 'status', 'attempts', 'seq')
-  if state[1] ~= 'reserved' or state[2] ~= attempts then return nil end
-  return state[3] or id
+  local state = P .. 'state:' .. id
+  if kind(state) ~= 'hash' then return nil end
+  local current = redis.call('HMGET', state, 'status', 'attempts', 'seq')
+  if current[1] ~= 'reserved' or current[2] ~= attempts then return nil end
+  return current[3] or id
 end
+-- a job whose keys hold what the driver did not write: dead-lettered as it is, with the reason
+local function bury_as_is(id, queue, reason, now)
+  local state = P .. 'state:' .. id
+  redis.call('DEL', state)
+  local new = take_seq()
+  redis.call('HSET', state, 'status', 'dead', 'seq', new, 'queue', queue, 'last_error', reason,
+    'error_type', 'StorageError', 'failed_at', now)
+  redis.call('ZADD', DEAD, new, id)
+  note('job ' .. id .. ' dead-lettered: ' .. reason)
+end
+local bad = fixed()
+if bad then return redis.error_reply(bad) end
 """
 )
 
-# ARGV: prefix, how many jobs, now, then one group per run of jobs with the same queue and
-# available_at: queue, available_at, k, then the k bodies; times as Python's repr, so no digit is
-# lost in Lua numbers. Returns the first id given (ids are consecutive, in ARGV order). Ids come
-# from INCRBY and never repeat (clear keeps the counter), so every job key is new.
+# ARGV: how many jobs, now, then one group per run of jobs with the same queue and available_at:
+# queue, available_at, k, then the k bodies; times as Python's repr, so no digit is lost in Lua
+# numbers. Returns the first id given (ids are consecutive, in ARGV order). Ids come from INCRBY
+# and never repeat (clear keeps the counter), so every job key is new.
 PUSH = """
-local n, now = tonumber(ARGV[2]), tonumber(ARGV[3])
-local first = redis.call('INCRBY', P .. 'seq', n) - n + 1
-local seq, i = first, 4
+local n, now = tonumber(ARGV[1]), tonumber(ARGV[2])
+local i = 3
+while i <= #ARGV do  -- every queue's keys checked before anything is written
+  local list, why = usable(ARGV[i], true)
+  if not list then return redis.error_reply('KHADEMKEY ' .. why) end
+  i = i + 3 + tonumber(ARGV[i + 2])
+end
+local first = redis.call('INCRBY', SEQ, n) - n + 1
+local seq = first
 local sets = {}
 local function set_jobs()
   if #sets > 0 then redis.call('MSET', unpack(sets)); sets = {} end
 end
+i = 3
 while i <= #ARGV do
   local queue, at, k = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
-  local list, zset = P .. 'ready:' .. queue, P .. 'queue:' .. queue
+  local list, zset = P .. 'ready:' .. enc(queue), P .. 'queue:' .. enc(queue)
   i = i + 3
   local tail = redis.call('LINDEX', list, -1)
+  local tail_at = tail and entry(tail)
   local t = tonumber(at)
   -- due, and not before the list's last entry: appended, in order; else the sorted set
-  local listed = t <= now and (not tail or tonumber((entry(tail))) <= t)
+  local listed = t <= now and (not tail or (tail_at and tonumber(tail_at) <= t))
   local adds = {}
   local job = P .. 'job:'
   for _ = 1, k do
@@ -153,264 +262,347 @@ while i <= #ARGV do
   if #adds > 0 then
     if listed then redis.call('RPUSH', list, unpack(adds)) else redis.call('ZADD', zset, unpack(adds)) end
   end
-  redis.call('SADD', P .. 'queues', queue)
+  redis.call('SADD', QUEUES, queue)
 end
 set_jobs()
 return first
 """
 
-# ARGV: prefix, now, lease seconds, worker (optional), then the queues in priority order (none:
-# all queues, by (available_at, seq) across them). Returns the reserved job's fields, or nil.
+# ARGV: now, lease seconds, worker (optional), then the queues in priority order (none: all
+# queues, by (available_at, seq) across them). Returns nil, or the reserved job's fields (false
+# when none was reserved) followed by the notes on what was taken aside.
 RESERVE = """
-local now = ARGV[2]
--- the first due job of a queue: its member, available_at, and whether it heads the ready list
+local now = ARGV[1]
+-- the first due job of a queue: its member, available_at, whether it heads the ready list, keys
 local function due(queue)
+  local list, zset, lt, zt = usable(queue)
+  if not list then return nil end
   local m, at, listed = nil, nil, false
-  local head = redis.call('LINDEX', P .. 'ready:' .. queue, 0)
-  if head then
-    at, m = entry(head)
-    if tonumber(at) > tonumber(now) then m, at = nil, nil else listed = true end
+  while lt == 'list' do
+    local head = redis.call('LINDEX', list, 0)
+    if not head then break end
+    local a, hm = entry(head)
+    if a then
+      if tonumber(a) <= tonumber(now) then m, at, listed = hm, a, true end
+      break
+    end
+    redis.call('LPOP', list)
+    note_entry(list, head)
   end
-  local z = redis.call('ZRANGEBYSCORE', P .. 'queue:' .. queue, '-inf', now, 'WITHSCORES', 'LIMIT', 0, 1)
-  if z[1] and (not m or before(z[2], z[1], at, m)) then return z[1], z[2], false end
-  return m, at, listed
+  while zt == 'zset' do
+    local z = redis.call('ZRANGEBYSCORE', zset, '-inf', now, 'WITHSCORES', 'LIMIT', 0, 1)
+    if not z[1] then break end
+    if id_of(z[1]) then
+      if not m or before(z[2], z[1], at, m) then m, at, listed = z[1], z[2], false end
+      break
+    end
+    redis.call('ZREM', zset, z[1])
+    note_entry(zset, z[1])
+  end
+  return m, at, listed, list, zset
 end
 -- take member m off its queue; reserve its job, or nil if the job is gone (keys removed by hand)
-local function claim(queue, m, listed)
-  local list, zset = P .. 'ready:' .. queue, P .. 'queue:' .. queue
-  if listed then redis.call('LPOP', list) else redis.call('ZREM', zset, m) end
-  if redis.call('EXISTS', list, zset) == 0 then redis.call('SREM', P .. 'queues', queue) end
+-- or its keys hold what the driver did not write (then it is dead-lettered as it is)
+local function claim(queue, m, listed, list, zset)
   local id = id_of(m)
-  local state = P .. 'state:' .. id
-  local body = redis.call('GET', P .. 'job:' .. id)
-  local status = redis.call('HGET', state, 'status')
-  if not body or (status and status ~= 'pending') then return nil end
+  local job, state = P .. 'job:' .. id, P .. 'state:' .. id
+  local jt, st = kind(job), kind(state)  -- before anything changes
+  if listed then redis.call('LPOP', list) else redis.call('ZREM', zset, m) end
+  if redis.call('EXISTS', list, zset) == 0 then redis.call('SREM', QUEUES, queue) end
+  if jt == 'none' then return nil end
+  local what = nil
+  if st == 'hash' then
+    local status, attempts = unpack(redis.call('HMGET', state, 'status', 'attempts'))
+    if status == 'reserved' or status == 'dead' then return nil end  -- an old entry of the job
+    if status and status ~= 'pending' then what = state .. ' has status ' .. string.format('%q', status)
+    elseif attempts and not string.match(attempts, '^%d+$') then
+      what = state .. ' has attempts ' .. string.format('%q', string.sub(attempts, 1, 40))
+    end
+  end
+  if what or jt ~= 'string' or (st ~= 'hash' and st ~= 'none') then
+    if not what then what = job .. ' holds a ' .. jt .. ', not a string' end
+    if jt == 'string' and st ~= 'hash' then
+      what = state .. ' holds a ' .. st .. ', not a hash'
+      if st == 'string' then
+        what = what .. ' (' .. string.format('%q', string.sub(redis.call('GET', state), 1, 80)) .. ')'
+      end
+    end
+    bury_as_is(id, queue, 'StorageError: ' .. what .. ', so the job was dead-lettered as it was; '
+      .. 'the state was reset: requeue it to run it', now)
+    return nil
+  end
+  local body = redis.call('GET', job)
   local timeout = tonumber(string.match(body, '^%[([^,]*),') or '') or 0
-  local untl = string.format('%.17g', tonumber(now) + tonumber(ARGV[3]) + timeout)
+  local untl = string.format('%.17g', tonumber(now) + tonumber(ARGV[2]) + timeout)
   redis.call('HINCRBY', state, 'attempts', 1)
-  if ARGV[4] == '' then
+  if ARGV[3] == '' then
     redis.call('HSET', state, 'status', 'reserved', 'reserved_until', untl, 'queue', queue)
   else
     redis.call('HSET', state, 'status', 'reserved', 'reserved_until', untl, 'queue', queue,
-      'reserved_by', string.sub(ARGV[4], 2))
+      'reserved_by', string.sub(ARGV[3], 2))
   end
-  redis.call('ZADD', P .. 'reserved', untl, m)
-  return fetch(id)
+  redis.call('ZADD', RESERVED, untl, m)
+  return fetch(id, true)
 end
-if #ARGV == 4 then
+local function reply(fields)
+  if #NOTES == 0 then return fields end
+  if not fields then fields = {}; for i = 1, #FIELDS + 2 do fields[i] = false end end
+  for _, text in ipairs(NOTES) do fields[#fields + 1] = text end
+  return fields
+end
+if #ARGV == 3 then
   while true do
-    local best, best_at, best_queue, best_listed = nil, nil, nil, false
-    for _, queue in ipairs(redis.call('SMEMBERS', P .. 'queues')) do
-      local m, at, listed = due(queue)
+    local best, best_at, best_queue, best_listed, best_list, best_zset = nil, nil, nil, false, nil, nil
+    for _, queue in ipairs(redis.call('SMEMBERS', QUEUES)) do
+      local m, at, listed, list, zset = due(queue)
       if m and (not best or before(at, m, best_at, best)) then
-        best, best_at, best_queue, best_listed = m, at, queue, listed
+        best, best_at, best_queue, best_listed, best_list, best_zset = m, at, queue, listed, list, zset
       end
     end
-    if not best then return nil end
-    local found = claim(best_queue, best, best_listed)
-    if found then return found end
+    if not best then return reply(nil) end
+    local found = claim(best_queue, best, best_listed, best_list, best_zset)
+    if found then return reply(found) end
   end
 end
-for i = 5, #ARGV do
+for i = 4, #ARGV do
   while true do
-    local m, _, listed = due(ARGV[i])
+    local m, _, listed, list, zset = due(ARGV[i])
     if not m then break end
-    local found = claim(ARGV[i], m, listed)
-    if found then return found end
+    local found = claim(ARGV[i], m, listed, list, zset)
+    if found then return reply(found) end
   end
 end
-return nil
+return reply(nil)
 """
 
-# ARGV: prefix, id, attempts. 1 if acknowledged, 0 if the reservation was not the current one.
+# ARGV: id, attempts. 1 if acknowledged, 0 if the reservation was not the current one.
 ACK = """
-local id = ARGV[2]
-local seq = held(id, ARGV[3])
+local id = ARGV[1]
+local seq = held(id, ARGV[2])
 if not seq then return 0 end
-redis.call('ZREM', P .. 'reserved', member(seq, id))
+redis.call('ZREM', RESERVED, member(seq, id))
 redis.call('DEL', P .. 'job:' .. id, P .. 'state:' .. id)
 return 1
 """
 
-# ARGV: prefix, id, attempts, available_at, last_error (optional), error_type (optional).
+# ARGV: id, attempts, available_at, last_error (optional), error_type (optional).
 # Returns the new seq, or 0 if the reservation was not the current one.
 RELEASE = """
-local id = ARGV[2]
+local id = ARGV[1]
 local state = P .. 'state:' .. id
-local seq = held(id, ARGV[3])
+local seq = held(id, ARGV[2])
 if not seq then return 0 end
-redis.call('ZREM', P .. 'reserved', member(seq, id))
+local queue = redis.call('HGET', state, 'queue') or ''
+local ok, why = usable(queue, true)
+if not ok then return redis.error_reply('KHADEMKEY ' .. why) end
 local new = take_seq()
-redis.call('HSET', state, 'status', 'pending', 'seq', new, 'available_at', ARGV[4])
-redis.call('HDEL', state, 'reserved_until', 'reserved_by')
-setopt(state, 'last_error', ARGV[5])
-setopt(state, 'error_type', ARGV[6])
-enqueue(id, redis.call('HGET', state, 'queue'), ARGV[4], new)
-return tonumber(new)
-"""
-
-# ARGV: prefix, id, attempts, last_error, error_type, failed_at (each optional).
-# Returns the new seq, or 0 if the reservation was not the current one.
-BURY = """
-local id = ARGV[2]
-local state = P .. 'state:' .. id
-local seq = held(id, ARGV[3])
-if not seq then return 0 end
-redis.call('ZREM', P .. 'reserved', member(seq, id))
-local new = take_seq()
-redis.call('HSET', state, 'status', 'dead', 'seq', new)
+redis.call('ZREM', RESERVED, member(seq, id))
+redis.call('HSET', state, 'status', 'pending', 'seq', new, 'available_at', ARGV[3])
 redis.call('HDEL', state, 'reserved_until', 'reserved_by')
 setopt(state, 'last_error', ARGV[4])
 setopt(state, 'error_type', ARGV[5])
-setopt(state, 'failed_at', ARGV[6])
-redis.call('ZADD', P .. 'dead', new, id)
+enqueue(id, queue, ARGV[3], new)
 return tonumber(new)
 """
 
-# ARGV: prefix, now, the lease-expired message. Returns the fields of each job whose lease ended,
-# in (reserved_until, seq) order, which is also the order they get their new seqs in. A job whose
-# header cannot be read counts as having no retries left.
+# ARGV: id, attempts, last_error, error_type, failed_at (each optional).
+# Returns the new seq, or 0 if the reservation was not the current one.
+BURY = """
+local id = ARGV[1]
+local state = P .. 'state:' .. id
+local seq = held(id, ARGV[2])
+if not seq then return 0 end
+local new = take_seq()
+redis.call('ZREM', RESERVED, member(seq, id))
+redis.call('HSET', state, 'status', 'dead', 'seq', new)
+redis.call('HDEL', state, 'reserved_until', 'reserved_by')
+setopt(state, 'last_error', ARGV[3])
+setopt(state, 'error_type', ARGV[4])
+setopt(state, 'failed_at', ARGV[5])
+redis.call('ZADD', DEAD, new, id)
+return tonumber(new)
+"""
+
+# ARGV: now, the lease-expired message. Returns the fields of each job whose lease ended, in
+# (reserved_until, seq) order, which is also the order they get their new seqs in, then the notes
+# on what was taken aside. A job whose header cannot be read counts as having no retries left; one
+# whose queue's keys hold another type is dead-lettered.
 RECLAIM = """
-local now = ARGV[2]
+local now = ARGV[1]
 local function max_retries(body)
   local ok, head = pcall(cjson.decode, string.match(body or '', '^[^\\n]*'))
   if ok and type(head) == 'table' then return tonumber(head[5]) or 0 end
   return 0
 end
 local out = {}
-for _, m in ipairs(redis.call('ZRANGEBYSCORE', P .. 'reserved', '-inf', now)) do
-  redis.call('ZREM', P .. 'reserved', m)
+for _, m in ipairs(redis.call('ZRANGEBYSCORE', RESERVED, '-inf', now)) do
+  redis.call('ZREM', RESERVED, m)
   local id = id_of(m)
-  local state = P .. 'state:' .. id
-  local current = redis.call('HMGET', state, 'status', 'attempts', 'queue')
-  if current[1] == 'reserved' then
-    local new = take_seq()
-    redis.call('HDEL', state, 'reserved_until', 'reserved_by')
-    if tonumber(current[2]) >= max_retries(redis.call('GET', P .. 'job:' .. id)) + 1 then
-      redis.call('HSET', state, 'status', 'dead', 'seq', new, 'last_error', ARGV[3],
-        'error_type', 'LeaseExpired', 'failed_at', now)
-      redis.call('ZADD', P .. 'dead', new, id)
-    else
-      redis.call('HSET', state, 'status', 'pending', 'seq', new, 'available_at', now)
-      enqueue(id, current[3], now, new)
+  local state = P .. 'state:' .. (id or '')
+  if not id then
+    note_entry(RESERVED, m)
+  elseif kind(state) == 'hash' then
+    local current = redis.call('HMGET', state, 'status', 'attempts', 'queue')
+    if current[1] == 'reserved' then
+      local job = P .. 'job:' .. id
+      local body = kind(job) == 'string' and redis.call('GET', job) or nil
+      local queue = current[3] or ''
+      local ok, why = usable(queue, true)
+      local new = take_seq()
+      redis.call('HDEL', state, 'reserved_until', 'reserved_by')
+      if not ok then
+        redis.call('HSET', state, 'status', 'dead', 'seq', new, 'last_error', 'StorageError: ' .. why
+          .. ', so the job could not go back to its queue', 'error_type', 'StorageError', 'failed_at', now)
+        redis.call('ZADD', DEAD, new, id)
+      elseif tonumber(current[2]) >= max_retries(body) + 1 then
+        redis.call('HSET', state, 'status', 'dead', 'seq', new, 'last_error', ARGV[2],
+          'error_type', 'LeaseExpired', 'failed_at', now)
+        redis.call('ZADD', DEAD, new, id)
+      else
+        redis.call('HSET', state, 'status', 'pending', 'seq', new, 'available_at', now)
+        enqueue(id, queue, now, new)
+      end
+      out[#out + 1] = fetch(id)
     end
-    out[#out + 1] = fetch(id)
   end
 end
+for _, text in ipairs(NOTES) do out[#out + 1] = text end
 return out
 """
 
-# ARGV: prefix, now. The waiting jobs that are due and all the waiting jobs, over every queue,
-# and the reserved jobs: {ready, waiting, reserved}, one consistent view.
+# ARGV: now. The waiting jobs that are due and all the waiting jobs, over every queue, the
+# reserved jobs and the entries taken aside: {ready, waiting, reserved, foreign}, one consistent
+# view. Changes nothing (a queue whose keys hold another type is left out).
 COUNTS = """
-local now = tonumber(ARGV[2])
+local now = tonumber(ARGV[1])
 local ready, waiting = 0, 0
-for _, queue in ipairs(redis.call('SMEMBERS', P .. 'queues')) do
-  local list, zset = P .. 'ready:' .. queue, P .. 'queue:' .. queue
-  ready = ready + redis.call('ZCOUNT', zset, '-inf', ARGV[2])
-  waiting = waiting + redis.call('ZCARD', zset) + redis.call('LLEN', list)
-  local tail = redis.call('LINDEX', list, -1)
-  if tail and tonumber((entry(tail))) <= now then ready = ready + redis.call('LLEN', list)
-  elseif tail then  -- listed by a process whose clock is ahead of this one's: count the due ones
-    for _, e in ipairs(redis.call('LRANGE', list, 0, -1)) do
-      if tonumber((entry(e))) <= now then ready = ready + 1 end
+for _, queue in ipairs(redis.call('SMEMBERS', QUEUES)) do
+  local list, zset, lt, zt = usable(queue, true)
+  if list and zt == 'zset' then
+    ready = ready + redis.call('ZCOUNT', zset, '-inf', ARGV[1])
+    waiting = waiting + redis.call('ZCARD', zset)
+  end
+  if list and lt == 'list' then
+    local n = redis.call('LLEN', list)
+    waiting = waiting + n
+    local tail_at = entry(redis.call('LINDEX', list, -1))
+    if tail_at and tonumber(tail_at) <= now then ready = ready + n
+    else  -- listed by a process whose clock is ahead of this one's: count the due ones
+      for _, e in ipairs(redis.call('LRANGE', list, 0, -1)) do
+        local at = entry(e)
+        if at and tonumber(at) <= now then ready = ready + 1 end
+      end
     end
   end
 end
-return {ready, waiting, redis.call('ZCARD', P .. 'reserved')}
+return {ready, waiting, redis.call('ZCARD', RESERVED), redis.call('LLEN', FOREIGN)}
 """
 
-# ARGV: prefix, then the queues (none: all). The earliest available_at among their waiting jobs
-# (as stored, a string with every digit), or nil.
+# ARGV: the queues (none: all). The earliest available_at among their waiting jobs (as stored, a
+# string with every digit), or nil. Changes nothing.
 NEXT_AT = """
 local queues = {}
-for i = 2, #ARGV do queues[#queues + 1] = ARGV[i] end
-if #ARGV == 1 then queues = redis.call('SMEMBERS', P .. 'queues') end
+for i = 1, #ARGV do queues[#queues + 1] = ARGV[i] end
+if #ARGV == 0 then queues = redis.call('SMEMBERS', QUEUES) end
 local best, best_at = nil, nil
 local function consider(at)
   if at and (not best or tonumber(at) < best) then best, best_at = tonumber(at), at end
 end
 for _, queue in ipairs(queues) do
-  consider(redis.call('ZRANGE', P .. 'queue:' .. queue, 0, 0, 'WITHSCORES')[2])
-  local head = redis.call('LINDEX', P .. 'ready:' .. queue, 0)
-  if head then consider((entry(head))) end
+  local list, zset, lt, zt = usable(queue, true)
+  if list and zt == 'zset' then consider(redis.call('ZRANGE', zset, 0, 0, 'WITHSCORES')[2]) end
+  if list and lt == 'list' then
+    local head = redis.call('LINDEX', list, 0)
+    if head then consider((entry(head))) end
+  end
 end
 return best_at
 """
 
-# ARGV: prefix. Removes every waiting and reserved job (not the dead letters); returns how many.
+# ARGV: none. Removes every waiting and reserved job (not the dead letters); returns how many.
+# Keys that hold what the driver did not write are left as they are.
 CLEAR = """
 local n = 0
 local function drop(m)
-  local id = id_of(m)
+  local id = m and id_of(m)
+  if not id then return end
   n = n + redis.call('DEL', P .. 'job:' .. id)
   redis.call('DEL', P .. 'state:' .. id)
 end
-local keys = {P .. 'reserved'}
-for _, queue in ipairs(redis.call('SMEMBERS', P .. 'queues')) do
-  keys[#keys + 1] = P .. 'queue:' .. queue
-  for _, e in ipairs(redis.call('LRANGE', P .. 'ready:' .. queue, 0, -1)) do
-    local _, m = entry(e)
-    drop(m)
+local keys = {RESERVED}
+for _, queue in ipairs(redis.call('SMEMBERS', QUEUES)) do
+  local list, zset, lt, zt = usable(queue, true)
+  if list then
+    if zt == 'zset' then keys[#keys + 1] = zset end
+    if lt == 'list' then
+      for _, e in ipairs(redis.call('LRANGE', list, 0, -1)) do
+        local _, m = entry(e)
+        drop(m)
+      end
+      redis.call('DEL', list)
+    end
   end
-  redis.call('DEL', P .. 'ready:' .. queue)
 end
 for _, key in ipairs(keys) do
   for _, m in ipairs(redis.call('ZRANGE', key, 0, -1)) do drop(m) end
   redis.call('DEL', key)
 end
-redis.call('DEL', P .. 'queues')
+redis.call('DEL', QUEUES)
 return n
 """
 
-# ARGV: prefix, last index (-1: all). The dead letters' fields, oldest first.
-DEAD = """
+# ARGV: last index (-1: all). The dead letters' fields, oldest first.
+DEAD_LIST = """
 local out = {}
-for _, id in ipairs(redis.call('ZRANGE', P .. 'dead', 0, tonumber(ARGV[2]))) do
+for _, id in ipairs(redis.call('ZRANGE', DEAD, 0, tonumber(ARGV[1]))) do
   out[#out + 1] = fetch(id)
 end
 return out
 """
 
-# The dead letters a requeue or purge acts on: ARGV[3] is '*' for all, else the ids from ARGV[4].
+# The dead letters a requeue or purge acts on: ARGV[2] is '*' for all, else the ids from ARGV[3].
 DEAD_IDS = """
 local function dead_ids()
-  if ARGV[3] == '*' then return redis.call('ZRANGE', P .. 'dead', 0, -1) end
+  if ARGV[2] == '*' then return redis.call('ZRANGE', DEAD, 0, -1) end
   local ids = {}
-  for i = 4, #ARGV do
-    if redis.call('ZSCORE', P .. 'dead', ARGV[i]) then ids[#ids + 1] = ARGV[i] end
+  for i = 3, #ARGV do
+    if redis.call('ZSCORE', DEAD, ARGV[i]) then ids[#ids + 1] = ARGV[i] end
   end
   return ids
 end
 """
 
-# ARGV: prefix, now, '*' or '', ids. Dead letters back to pending, due now, attempts 0.
+# ARGV: now, '*' or '', ids. Dead letters back to pending, due now, attempts 0. One whose keys
+# hold what the driver did not write, or whose queue's keys do, stays where it is.
 REQUEUE = (
     DEAD_IDS
     + """
-local now = ARGV[2]
+local now = ARGV[1]
 local out = {}
 for _, id in ipairs(dead_ids()) do
   local state = P .. 'state:' .. id
-  local new = take_seq()
-  redis.call('ZREM', P .. 'dead', id)
-  redis.call('HSET', state, 'status', 'pending', 'seq', new, 'attempts', '0', 'available_at', now)
-  redis.call('HDEL', state, 'failed_at')
-  enqueue(id, redis.call('HGET', state, 'queue'), now, new)
-  out[#out + 1] = fetch(id)
+  local queue = kind(state) == 'hash' and redis.call('HGET', state, 'queue')
+  if queue and kind(P .. 'job:' .. id) == 'string' and usable(queue, true) then
+    local new = take_seq()
+    redis.call('ZREM', DEAD, id)
+    redis.call('HSET', state, 'status', 'pending', 'seq', new, 'attempts', '0', 'available_at', now)
+    redis.call('HDEL', state, 'failed_at')
+    enqueue(id, queue, now, new)
+    out[#out + 1] = fetch(id, true)
+  end
 end
 return out
 """
 )
 
-# ARGV: prefix, unused, '*' or '', ids. Deletes dead letters; returns their fields.
+# ARGV: unused, '*' or '', ids. Deletes dead letters; returns their fields.
 PURGE = (
     DEAD_IDS
     + """
 local out = {}
 for _, id in ipairs(dead_ids()) do
   out[#out + 1] = fetch(id)
-  redis.call('ZREM', P .. 'dead', id)
+  redis.call('ZREM', DEAD, id)
   redis.call('DEL', P .. 'job:' .. id, P .. 'state:' .. id)
 end
 return out
@@ -443,10 +635,15 @@ class RedisStorageDriver(BaseQueueDriver):
         _check(f"{where}.host", host, isinstance(host, str) and bool(host), "a host name")
         _check(f"{where}.port", port, _is_int(port) and 0 < port < 65536, "an integer from 1 to 65535")
         _check(f"{where}.db", db, _is_int(db) and db >= 0, "an integer >= 0")
-        _check(f"{where}.password", password, password is None or isinstance(password, str), "a string")
+        _check(
+            f"{where}.password",
+            "***" if isinstance(password, str) else f"<{type(password).__name__}, not shown>",
+            password is None or isinstance(password, str),
+            "a string",
+        )
         _check(
             f"{where}.url",
-            url,
+            redact_url(url),
             url is None or (isinstance(url, str) and url.startswith(URL_SCHEMES)),
             "a redis://, rediss:// (TLS) or unix:// URL",
         )
@@ -466,8 +663,10 @@ class RedisStorageDriver(BaseQueueDriver):
                 f"{where}.driver", "redis", "redis-py to be installed: pip install 'khadem-lab[redis]'"
             ) from exc
         self.queue_name = queue_name
-        #: Every key of this queue starts with it; nothing else is ever touched.
-        self.prefix = f"khadem:{queue_name}:"
+        #: Every key of this queue starts with it; nothing else is ever touched. The name is
+        #: encoded (:func:`key_part`) in a Redis Cluster hash tag: one slot per queue.
+        self.prefix = f"khadem:{{{key_part(queue_name)}}}:"
+        self._keys = [self.prefix + name for name in KEY_NAMES]
         # No automatic retry: a script whose reply was lost may have run, and running a dispatch
         # twice would store the job twice. A failed call raises StorageError; the worker backs off
         # and calls again, and the pool reconnects on that next call (a server restart included).
@@ -477,12 +676,20 @@ class RedisStorageDriver(BaseQueueDriver):
             "retry": Retry(NoBackoff(), 0),
         }
         if url is not None:
-            self.client: Redis = redis.Redis.from_url(url, **options)
+            try:
+                self.client: Redis = redis.Redis.from_url(url, **options)
+            except ValueError as exc:
+                raise ConfigError(
+                    f"{where}.url", redact_url(url), f"a valid Redis URL ({_scrub(str(exc), url)})"
+                ) from None
         else:
             self.client = redis.Redis(host=host, port=port, db=db, password=password, **options)
         self._errors: tuple[type[Exception], ...] = (redis.RedisError,)
         self._no_script: type[Exception] = redis.exceptions.NoScriptError
+        self._redis = redis
         kw = self.client.connection_pool.connection_kwargs
+        #: Texts never shown in a message: the password (and the URL it came in).
+        self._secrets = tuple(t for t in (kw.get("password"), password, url) if isinstance(t, str) and t)
         where_at = kw.get("path") or f"{kw.get('host', host)}:{kw.get('port', port)}"
         #: The server, as ``host:port/db`` (or ``socket-path/db``).
         self.address = f"{where_at}/{kw.get('db', db)}"
@@ -492,36 +699,105 @@ class RedisStorageDriver(BaseQueueDriver):
 
         self._push, self._reserve, self._ack = register(PUSH), register(RESERVE), register(ACK)
         self._release, self._bury, self._reclaim = register(RELEASE), register(BURY), register(RECLAIM)
-        self._clear, self._dead = register(CLEAR), register(DEAD)
+        self._clear, self._dead = register(CLEAR), register(DEAD_LIST)
         self._requeue, self._purge = register(REQUEUE), register(PURGE)
         self._counts, self._next_at = register(COUNTS), register(NEXT_AT)
         self._heads: dict[tuple[Any, ...], str] = {}
+        self._foreign = 0
 
     # -- round trips ----------------------------------------------------------------------------
-    def _io(self, call: Callable[[], Any]) -> Any:
-        """One round trip; a Redis failure becomes a StorageError naming the server."""
+    def _io(self, call: Callable[[], Any], key: str | None = None) -> Any:
+        """One round trip; a Redis failure becomes a StorageError naming the server (and ``key``,
+        the key a plain command was about) with the advice that fits its cause."""
         try:
             return call()
         except self._errors as exc:
-            raise StorageError(
-                f"Redis server {self.address} (queue keys {self.prefix}*) cannot be used: "
-                f"{type(exc).__name__}: {str(exc).rstrip('.')}. Start redis-server there, or point the "
-                "driver's host, port, db, password or url at a running one. Every change is one "
-                "atomic script: nothing is ever half-written."
-            ) from exc
+            raise self._storage_error(exc, key) from None
+
+    def _storage_error(self, exc: Exception, key: str | None) -> StorageError:
+        errors = self._redis.exceptions
+        text = _scrub(str(exc).rstrip("."), *self._secrets)
+        server = f"Redis server {self.address}"
+        if isinstance(exc, errors.ResponseError) and text.startswith("KHADEMKEY "):
+            found = text[len("KHADEMKEY ") :].split(" script: ")[0]
+            bad_key = found.split(" ", 1)[0]
+            message = (
+                f"{server}: {found}. The driver did not write it: the queue cannot use that key "
+                f"until it is deleted or renamed (redis-cli -n DB DEL '{bad_key}', after keeping "
+                "what you need). Nothing was changed."
+            )
+        elif isinstance(exc, errors.BusyLoadingError):
+            message = (
+                f"{server} is loading its data set into memory (after a restart): {text}. Wait "
+                "until it has loaded; workers try again on their own, a dispatch can be tried "
+                "again in a moment. Nothing was changed."
+            )
+        elif isinstance(exc, (errors.AuthenticationError, errors.AuthenticationWrongNumberOfArgsError)):
+            message = (
+                f"{server} refused the credentials: {text}. Check the driver's password (or the "
+                "user and password in its url)."
+            )
+        elif isinstance(exc, (errors.ConnectionError, errors.TimeoutError)):
+            message = (
+                f"{server} (queue keys {self.prefix}*) cannot be used: {type(exc).__name__}: "
+                f"{text}. Start redis-server there, or point the driver's host, port, db, password "
+                "or url at a running one. Every change is one atomic script: nothing is ever "
+                "half-written."
+            )
+        elif isinstance(exc, errors.NoPermissionError):
+            message = f"{server} refuses this user the driver's commands: {text}. Grant them (ACL SETUSER)."
+        elif isinstance(exc, errors.ReadOnlyError):
+            message = f"{server} is a read-only replica: {text}. Point the driver at the primary."
+        elif isinstance(exc, errors.OutOfMemoryError):
+            message = f"{server} is out of memory: {text}. Free memory or raise maxmemory."
+
+        elif isinstance(exc, errors.ResponseError):
+            where = f"key {key}" if key else f"a key under {self.prefix}"
+            message = (
+                f"{server} refused a queue command ({where}): {type(exc).__name__}: {text}. A key "
+                f"under {self.prefix} probably holds data the driver did not write: inspect it "
+                "(redis-cli TYPE KEY), then delete or rename it. Every change is one script that "
+                "checks before it writes."
+            )
+        else:
+            message = f"{server} (queue keys {self.prefix}*) cannot be used: {type(exc).__name__}: {text}."
+        return StorageError(message)
 
     def _script(self, script: Script, *args: str | int) -> Any:
-        return self._io(lambda: script(args=[self.prefix, *args]))
+        return self._io(lambda: script(keys=self._keys, args=args))
 
     def _first_score(self, key: str) -> float | None:
-        first = self._io(lambda: self.client.zrange(key, 0, 0, withscores=True))
+        first = self._io(lambda: self.client.zrange(key, 0, 0, withscores=True), key)
         return float(first[0][1]) if first else None
+
+    def _noted(self, notes: Sequence[bytes]) -> None:
+        """Log what a script took aside (it is kept in ``foreign`` and counted by get_stats)."""
+        for note in notes:
+            log.warning(
+                "Redis queue %r on %s: %s (kept in %sforeign)",
+                self.queue_name,
+                self.address,
+                note.decode("utf-8", "replace"),
+                self.prefix,
+            )
+
+    def _taken(self, reply: Sequence[Any] | None) -> JobRecord | None:
+        """The reserve script's reply: the job's fields (all false if none), then notes."""
+        if reply is None:
+            return None
+        if len(reply) > RECORD_FIELDS:
+            self._noted(reply[RECORD_FIELDS:])
+        return None if reply[0] is None else _record(reply[:RECORD_FIELDS])
+
+    def _reclaimed(self, reply: Sequence[Any]) -> list[JobRecord]:
+        self._noted([item for item in reply if not isinstance(item, list)])
+        return [_record(fields) for fields in reply if isinstance(fields, list)]
 
     # -- primitives -----------------------------------------------------------------------------
     async def push_records(self, records: Sequence[JobRecord]) -> None:
         """One script call for the whole batch: per run of jobs with one queue and available_at,
         the queue, the time and the count, then each job's body (ids are given by the script)."""
-        args: list[str | int] = [self.prefix, len(records), repr(self.clock.time())]
+        args: list[str | int] = [len(records), repr(self.clock.time())]
         group: tuple[str, float] | None = None
         count_at = count = 0
         heads = self._heads
@@ -546,7 +822,7 @@ class RedisStorageDriver(BaseQueueDriver):
                 )
             args.append(head + tail + payload)  # the body: a JSON header line, the payload's JSON
         args[count_at] = count
-        first = int(self._io(lambda: self._push(args=args)))
+        first = int(self._io(lambda: self._push(keys=self._keys, args=args)))
         for offset, record in enumerate(records):
             record.seq = first + offset
             record.id = str(record.seq)  # unique across processes, and the same in every rerun
@@ -564,8 +840,7 @@ class RedisStorageDriver(BaseQueueDriver):
         if queues is not None and not queues:
             return None
         lease = repr(self.lease_seconds)
-        fields = self._script(self._reserve, repr(now), lease, _opt(worker), *(queues or ()))
-        return None if fields is None else _record(fields)
+        return self._taken(self._script(self._reserve, repr(now), lease, _opt(worker), *(queues or ())))
 
     async def take_records(
         self,
@@ -580,23 +855,22 @@ class RedisStorageDriver(BaseQueueDriver):
         server one empty range lookup when no lease has ended."""
         if queues is not None and not queues:
             limit = 0  # no queue to take from (the script reads no queue names as "all queues")
-        prefix = self.prefix
-        reserve_args = [prefix, repr(now), repr(self.lease_seconds), _opt(worker), *(queues or ())]
+        reserve_args = [repr(now), repr(self.lease_seconds), _opt(worker), *(queues or ())]
 
-        calls: list[tuple[Script, list[Any]]] = [(self._ack, [prefix, r.id, r.attempts]) for r in acks]
-        calls.append((self._reclaim, [prefix, repr(now), LEASE_EXPIRED_ERROR]))
+        calls: list[tuple[Script, list[Any]]] = [(self._ack, [r.id, r.attempts]) for r in acks]
+        calls.append((self._reclaim, [repr(now), LEASE_EXPIRED_ERROR]))
         calls += [(self._reserve, reserve_args)] * limit
         replies = self._pipelined(calls)
         acked: list[bool | None] = [bool(reply) for reply in replies[: len(acks)]]
-        reclaimed = [_record(fields) for fields in replies[len(acks)]]
-        taken = [_record(fields) for fields in replies[len(acks) + 1 :] if fields is not None]
+        reclaimed = self._reclaimed(replies[len(acks)])
+        taken = [r for r in map(self._taken, replies[len(acks) + 1 :]) if r is not None]
         return acked, reclaimed, taken
 
     async def ack_records(self, records: Sequence[JobRecord]) -> list[bool | None]:
         """The ack scripts of several jobs in one pipeline: one round trip."""
         if len(records) == 1:
             return [await self.ack_record(records[0])]
-        replies = self._pipelined([(self._ack, [self.prefix, r.id, r.attempts]) for r in records])
+        replies = self._pipelined([(self._ack, [r.id, r.attempts]) for r in records])
         return [bool(reply) for reply in replies]
 
     def _pipelined(self, calls: Sequence[tuple[Script, list[Any]]]) -> list[Any]:
@@ -606,13 +880,15 @@ class RedisStorageDriver(BaseQueueDriver):
         scripts are loaded and the calls that were refused run again, in order, so each call
         runs exactly once."""
 
+        keys = self._keys
+
         def run() -> list[Any]:
             replies: list[Any] = []
             pending = list(calls)
             while pending:
                 pipe = self.client.pipeline(transaction=False)
                 for script, args in pending:
-                    pipe.evalsha(script.sha, 0, *args)
+                    pipe.evalsha(script.sha, len(keys), *keys, *args)
                 answers = pipe.execute(raise_on_error=False)
                 refused = next((n for n, a in enumerate(answers) if isinstance(a, self._no_script)), None)
                 done = answers if refused is None else answers[:refused]
@@ -665,14 +941,15 @@ class RedisStorageDriver(BaseQueueDriver):
         return seq != 0
 
     def lease_may_have_ended(self, now: float) -> bool:
-        earliest = self._first_score(self.prefix + "reserved")
+        earliest = self._first_score(self._keys[2])
         return earliest is not None and earliest <= now
 
     async def reclaim_expired(self, now: float) -> list[JobRecord]:
-        return [_record(fields) for fields in self._script(self._reclaim, repr(now), LEASE_EXPIRED_ERROR)]
+        return self._reclaimed(self._script(self._reclaim, repr(now), LEASE_EXPIRED_ERROR))
 
     async def counts(self, now: float) -> QueueCounts:
-        ready, waiting, held = self._script(self._counts, repr(now))  # one consistent view
+        ready, waiting, held, foreign = self._script(self._counts, repr(now))  # one consistent view
+        self._foreign = int(foreign)
         return QueueCounts(int(ready), int(waiting) - int(ready), int(held))
 
     async def next_available_at(self, queues: Sequence[str] | None) -> float | None:
@@ -682,7 +959,7 @@ class RedisStorageDriver(BaseQueueDriver):
         return None if earliest is None else float(earliest)
 
     async def next_lease_expiry(self) -> float | None:
-        return self._first_score(self.prefix + "reserved")
+        return self._first_score(self._keys[2])
 
     async def clear_records(self) -> int:
         return int(self._script(self._clear))
@@ -697,9 +974,13 @@ class RedisStorageDriver(BaseQueueDriver):
             pipe = self.client.pipeline(transaction=True)  # one round trip, one consistent view
             pipe.get(f"{self.prefix}job:{job_id}")
             pipe.hmget(f"{self.prefix}state:{job_id}", list(FIELDS))
-            return list(pipe.execute())
+            return list(pipe.execute(raise_on_error=False))
 
         body, fields = self._io(read)
+        if isinstance(body, Exception):  # a key of the job that holds another type: read as absent
+            body = None
+        if isinstance(fields, Exception):
+            return None
         return _record([job_id.encode(), body, *fields]) if fields[3] == b"dead" else None
 
     async def requeue_dead_records(self, job_ids: Sequence[str] | None, now: float) -> list[JobRecord]:
@@ -711,7 +992,9 @@ class RedisStorageDriver(BaseQueueDriver):
         return [_record(fields) for fields in self._script(self._purge, "", *ids)]
 
     async def storage_info(self) -> dict[str, Any]:
-        return {"redis_server": self.address, "key_prefix": self.prefix}
+        """The server, the key prefix, and how many entries the driver did not write were taken
+        aside (as of the last :meth:`counts`, which get_stats has just made)."""
+        return {"redis_server": self.address, "key_prefix": self.prefix, "foreign_entries": self._foreign}
 
     async def close(self) -> None:
         self.client.close()
@@ -743,41 +1026,91 @@ def _check(key: str, value: object, ok: bool, expected: str) -> None:
         raise ConfigError(key, value, expected)
 
 
+def _scrub(text: str, *secrets: str) -> str:
+    """``text`` with every secret (a password, a URL that carries one) replaced by ``***``."""
+    for secret in sorted(secrets, key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return str(redact_url(text))
+
+
+def _number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _header(text: str) -> list[Any] | None:
+    """The body's header line ``[timeout, queue, type, display_name, max_retries, created_at,
+    available_at]``, or None if it is not one the driver wrote (any field of the wrong kind)."""
+    try:
+        head = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(head, list) or len(head) != 7:
+        return None
+    timeout, queue, type_name, display_name, max_retries, created_at, first_at = head
+    if (
+        (timeout is not None and not _number(timeout))
+        or not all(isinstance(t, str) for t in (queue, type_name, display_name))
+        or not (_is_int(max_retries) and max_retries >= 0)
+        or not (_number(created_at) and _number(first_at))
+    ):
+        return None
+    return head
+
+
+def _float(text: str | None, default: float | None) -> float | None:
+    try:
+        value = float(text) if text is not None else default
+    except ValueError:
+        return default
+    return value if value is None or math.isfinite(value) else default
+
+
+def _int(text: str | None, default: int) -> int:
+    try:
+        return int(text) if text is not None else default
+    except ValueError:
+        return default
+
+
+_STATUSES = {status.value: status for status in JobStatus}
+#: How many values a script returns per job: its id, its body, then its state fields.
+RECORD_FIELDS = 2 + len(FIELDS)
+
+
 def _record(fields: Sequence[bytes | None]) -> JobRecord:
     """A record from a script's reply: the job's id, its body, then its state fields in the order
-    of FIELDS. Absent fields keep a new job's values, or the header's."""
+    of FIELDS. Absent fields keep a new job's values, or the header's. Never raises: a header or a
+    field the driver did not write reads as damaged (the body is then kept whole as the payload,
+    so running the job dead-letters it with the reason) or as a new job's value."""
     job_id, body, seq, available_at, attempts, status, until, by, error, error_type, failed_at, queue = (
         None if value is None else value.decode("utf-8", "replace") for value in fields
     )
     head_text, _, payload_text = (body or "").partition("\n")
-    try:
-        head = json.loads(head_text)
-        timeout, head_queue, type_name, display_name, max_retries, created_at, first_at = head
-    except (ValueError, TypeError):  # a damaged header: the body is kept whole, to report
-        timeout, head_queue, type_name, display_name, max_retries, created_at, first_at = (
-            None, "", "", "", 0, 0.0, 0.0
-        )  # fmt: skip
+    head = _header(head_text)
+    if head is None:  # a damaged header: the body is kept whole, to report
+        head = [None, "", "", "", 0, 0.0, 0.0]
         payload_text = body or ""
+    timeout, head_queue, type_name, display_name, max_retries, created_at, first_at = head
     try:
         decoded = json.loads(payload_text)
     except ValueError:
         decoded = None
     return JobRecord(
         id=job_id or "",
-        type=str(type_name),
-        queue=queue or str(head_queue),
+        type=type_name,
+        queue=queue or head_queue,
         payload=decoded if isinstance(decoded, dict) else payload_text,  # damaged: kept to report
-        display_name=str(display_name),
-        max_retries=int(max_retries),
+        display_name=display_name,
+        max_retries=max_retries,
         timeout=None if timeout is None else float(timeout),
-        available_at=float(available_at or first_at),
+        available_at=_float(available_at, float(first_at)) or 0.0,
         created_at=float(created_at),
-        seq=int(seq or job_id or 0),
-        attempts=int(attempts or 0),
-        status=JobStatus(status or "pending"),
-        reserved_until=None if until is None else float(until),
+        seq=_int(seq, _int(job_id, 0)),
+        attempts=_int(attempts, 0),
+        status=_STATUSES.get(status or "pending", JobStatus.PENDING),
+        reserved_until=_float(until, None),
         reserved_by=by,
         last_error=error,
         error_type=error_type,
-        failed_at=None if failed_at is None else float(failed_at),
+        failed_at=_float(failed_at, None),
     )
