@@ -246,20 +246,20 @@ def _stopped(error: BaseException, clock: Any, record: JobRecord) -> JobStalledE
         "to let time pass"
     )
     return JobStalledError(
-        f"{record.display_name} held virtual time still for {stall.real_seconds:.1f} s of real time"
+        f"{record.display_name} held virtual time still longer than the simulation's stall_timeout"
         f"{where} and was stopped"
     )
 
 
 def _retried_at_once(stall: Stall, record: JobRecord, text: str) -> JobStalledError:
     stall.stopped.append(
-        f"{record.display_name} (job {record.id}) failed and was retried at once {record.attempts:,} "
-        f"times (its retry delay is 0; last error: {text}); it was dead-lettered. Give it a retry "
-        "delay, or fewer retries"
+        f"{record.display_name} (job {record.id}) failed and was retried at once, with no delay, "
+        f"again and again (last error: {text}); it was dead-lettered. Give it a retry delay, or "
+        "fewer retries"
     )
     return JobStalledError(
-        f"{record.display_name} was retried with no delay {record.attempts:,} times at one virtual "
-        f"instant (last error: {text}); dead-lettered to let the simulation go on"
+        f"{record.display_name} was retried with no delay again and again at one virtual instant "
+        f"(last error: {text}); dead-lettered to let the simulation go on"
     )
 
 

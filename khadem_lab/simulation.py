@@ -407,8 +407,8 @@ class Simulation:
             return KeyboardInterrupt(f"simulation interrupted at {when} (virtual){stopped}")
         timeout = self._watchdog.stall_timeout
         return LivelockError(
-            f"virtual time stood still at {when} for {stall.real_seconds:.1f} s of real time, so "
-            f"the watchdog stopped what held it (stall_timeout={timeout:g} s):"
+            f"virtual time stood still at {when} for more than stall_timeout={timeout:g} s of real "
+            "time, so the watchdog stopped what held it:"
             f"{stopped or chr(10) + '- nothing could be stopped; a task keeps time from moving'}\n"
             "The simulation can go on. If this was real work that takes long, raise "
             "Simulation(stall_timeout=...) or set it to None."

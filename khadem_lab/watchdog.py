@@ -279,7 +279,7 @@ def error_where(error: BaseException) -> str:
     while tb is not None:
         frame = tb.tb_frame
         if _is_user_code(frame):
-            found = f"{os.path.basename(frame.f_code.co_filename)}:{tb.tb_lineno} in {frame.f_code.co_name}"
+            found = _place(frame.f_code.co_filename, tb.tb_lineno, frame.f_code.co_name)
         tb = tb.tb_next
     return found
 
@@ -323,7 +323,23 @@ def _preemptible(frame: types.FrameType) -> bool:
 
 
 def _frame_where(frame: types.FrameType) -> str:
-    return f"{os.path.basename(frame.f_code.co_filename)}:{frame.f_lineno} in {frame.f_code.co_name}"
+    return _place(frame.f_code.co_filename, frame.f_lineno, frame.f_code.co_name)
+
+
+def _place(filename: str, line: int | None, name: str) -> str:
+    """``file.py:12 in handle``; for code from a notebook cell, as IPython names it in its own
+    tracebacks (``Cell In[7], line 12 in handle``), not by the kernel's temporary file name."""
+    shell = _ipython_shell()
+    cell = getattr(getattr(shell, "compile", None), "_filename_map", {}).get(filename)
+    if isinstance(cell, int):
+        return f"Cell In[{cell}], line {line} in {name}"
+    return f"{os.path.basename(filename)}:{line} in {name}"
+
+
+def _ipython_shell() -> object | None:
+    ipython = sys.modules.get("IPython")
+    get = getattr(ipython, "get_ipython", None)
+    return get() if get is not None else None
 
 
 def _cancel(loop: VirtualTimeLoop, task: asyncio.Task[Any], attempt: Attempt, stall: Stall) -> None:

@@ -116,7 +116,7 @@ def test_a_zero_delay_retry_loop_is_dead_lettered_and_named(sim: Simulation) -> 
     # Then the watchdog names the job, dead-letters it, and the clock stays where it stood
     message = str(info.value)
     assert "ZeroDelayFlaky (job 2) failed and was retried at once" in message
-    assert "retry delay is 0; last error: RuntimeError: service down" in message
+    assert "with no delay, again and again (last error: RuntimeError: service down)" in message
     assert sim.now() == at(0)
     dead = sim.run(qm.driver.dead_letters.list())
     assert [(d.id, d.error_type) for d in dead] == [("2", "JobStalledError")]
@@ -313,7 +313,8 @@ async def every_minute():
         kernel.interrupt()
         result = kernel.result(cell, timeout=30)
         assert result.error is not None and result.error[0] == "KeyboardInterrupt"
-        assert "Busy (job 1, attempt 1) was interrupted" in result.error[1]
+        assert "Busy (job 1, attempt 1) was interrupted at Cell In[1], line " in result.error[1]
+        assert "in handle; the attempt counts as failed" in result.error[1]  # named as IPython does
         after = kernel.run(
             "print(sim.advance(seconds=5)); print([e.job_id for e in log.of_kind(EventKind.COMPLETED)])"
         )
