@@ -31,6 +31,7 @@ class CellResult:
     stdout: str = ""
     stderr: str = ""
     results: list[str] = field(default_factory=list)  # text/plain of execute_result / display_data
+    mimetypes: list[list[str]] = field(default_factory=list)  # the formats of each of those
     error: tuple[str, str] | None = None  # (ename, evalue)
     traceback: str = ""
 
@@ -119,6 +120,7 @@ class Kernel:
                 cell.stderr += content["text"]
         elif kind in ("execute_result", "display_data"):
             cell.results.append(content["data"].get("text/plain", ""))
+            cell.mimetypes.append(sorted(content["data"]))
         elif kind == "error":
             cell.error = (content["ename"], content["evalue"])
             cell.traceback = _strip_ansi("\n".join(content["traceback"]))

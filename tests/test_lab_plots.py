@@ -253,3 +253,14 @@ def test_format_duration() -> None:
         "1 d",
         "1 d 1 h",
     ]
+
+
+@pytest.mark.realtime
+def test_a_figure_returned_from_a_cell_shows_as_a_picture_in_a_fresh_kernel() -> None:
+    # without %matplotlib inline: our figures are made outside pyplot
+    from .kernel import Kernel
+
+    with Kernel() as kernel:
+        cell = kernel.run("from khadem_lab.lab import plots\nplots.retry_schedules({'fixed': 30})")
+        assert cell.error is None, cell.text
+        assert cell.mimetypes == [["image/png", "text/plain"]]

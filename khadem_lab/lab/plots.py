@@ -82,6 +82,23 @@ Source = Any  # a DataFrame of lab.frames, an EventLog or an iterable of QueueEv
 
 
 # ===================================================================================== helpers
+def show_figures_in_ipython() -> bool:
+    """In an IPython kernel, make a :class:`Figure` returned from a cell show as a PNG, with or
+    without ``%matplotlib inline`` (our figures are made outside pyplot, so the inline backend's
+    own display hook never sees them). Called at import; True if a kernel was found."""
+    import sys
+
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None else None
+    if shell is None:
+        return False
+    from IPython.core.pylabtools import print_figure
+
+    formatter = shell.display_formatter.formatters["image/png"]
+    formatter.for_type(Figure, lambda fig: print_figure(fig, "png", bbox_inches="tight"))  # type: ignore[no-untyped-call]
+    return True
+
+
 def new_figure(width: float = 9.0, height: float = 4.0, dpi: int = 100) -> Figure:
     """A figure with an Agg canvas, outside pyplot (render it with ``fig.savefig`` or show it)."""
     fig = Figure(figsize=(width, height), dpi=dpi, layout="constrained")
@@ -746,3 +763,6 @@ def outcomes(source: Source, ax: Axes | None = None, *, tz: tzinfo | None = None
     ax.legend(loc="lower right", fontsize=8, frameon=False)
     ax.set_title(f"{title} ({len(done)} of {len(frame)} finished)", fontsize=10)
     return fig
+
+
+show_figures_in_ipython()
