@@ -4,53 +4,46 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Callable, Coroutine, Iterator, Sequence
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from tempfile import mkdtemp
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 
 from khadem_lab import (
     BaseQueueDriver,
     Clock,
-    DeadLetter,
     DriverConfig,
-    EventKind,
-    EventLog,
     FileStorageDriver,
     InMemoryDriver,
     JobRecord,
     JobRegistry,
     JobStatus,
     QueueCounts,
-    QueueEvent,
-    QueueJob,
     RedisStorageDriver,
-    Simulation,
     SQLiteDriver,
     SynchronousDriver,
-    Worker,
 )
 from khadem_lab.records import LEASE_EXPIRED_ERROR
+from khadem_lab.testing import DriverCase
 
 # ================================================================================================
 # Driver fixtures (tests/test_driver_contract.py, tests/test_property.py)
 #
-# One contract suite runs against every driver through the parametrized `driver_case` fixture
-# (Dramatiq's `@pytest.fixture(params=[...])`). A driver joins the suite by adding one
-# `DriverCase` to `DRIVER_CASES`: a name, a `build(config, clock, registry, tmp_path)` function and
-# its capabilities. A driver that needs a service (Redis) calls `pytest.skip(...)` from `build`
-# when the service is missing on a laptop, and raises in CI.
+# The contract suite ships in the package (`khadem_lab.testing`: the checks, the harness, the
+# pytest base class `DriverContract`). tests/test_driver_contract.py runs it against every driver
+# through the parametrized `driver_case` fixture (Dramatiq's `@pytest.fixture(params=[...])`). A
+# driver joins the suite by adding one `DriverCase` to `DRIVER_CASES`: a name, a
+# `build(config, clock, registry, tmp_path)` function and its capabilities. A driver that needs a
+# service (Redis) calls `pytest.skip(...)` from `build` when the service is missing on a laptop,
+# and raises in CI.
 #
-# Capabilities (tests branch or skip on them explicitly, never silently):
+# Capabilities (checks branch or skip on them explicitly, never silently):
 #   runs_inline - jobs run inside dispatch (the sync driver): there is no queue for `reserve` or a
 #                 worker to take from, and no lease to expire.
 # ================================================================================================
 
-T = TypeVar("T")
 
 
 class RowDriver(BaseQueueDriver):
@@ -249,7 +242,7 @@ def redis_keys(queue_name: str) -> list[str]:
     import redis
 
     with redis.Redis.from_url(REDIS_URL) as client:
-        return sorted(k.decode() for k in client.scan_iter(match=f"khadem:{queue_name}:*", count=1000))
+        return sorted(k.decode() for k in client.scan_iter(match=f"khadem:{{{queue_name}}}:*", count=1000))
 
 
 @pytest.fixture(autouse=True)
@@ -260,7 +253,7 @@ def _delete_redis_test_keys() -> Iterator[None]:
 
         with redis.Redis.from_url(REDIS_URL) as client:
             while _redis_queues:
-                keys = list(client.scan_iter(match=f"khadem:{_redis_queues.pop()}:*", count=1000))
+                keys = list(client.scan_iter(match=f"khadem:{{{_redis_queues.pop()}}}:*", count=1000))
                 if keys:
                     client.delete(*keys)
 
@@ -269,21 +262,6 @@ def build_redis(config: DriverConfig, clock: Clock, registry: JobRegistry, _tmp:
     return RedisStorageDriver(
         config, url=REDIS_URL, queue_name=redis_queue_name("contract"), clock=clock, registry=registry
     )
-
-
-DriverBuilder = Callable[[DriverConfig, Clock, JobRegistry, Path], BaseQueueDriver]
-
-
-@dataclass(frozen=True)
-class DriverCase:
-    """One driver under the contract suite, with its capabilities."""
-
-    name: str
-    build: DriverBuilder
-    runs_inline: bool = False
-
-    def __str__(self) -> str:
-        return self.name
 
 
 DRIVER_CASES = [
@@ -312,163 +290,7 @@ DRIVER_CASES = [
 ]
 
 
-class QueueHarness:
-    """One driver on its own simulation, with an event log and helpers that keep tests short.
-
-    ``dispatch`` works the same for every driver: for inline drivers the push runs as a background
-    task (it returns only once the job has run), so the test keeps moving time with ``advance``.
-    """
-
-    def __init__(self, case: DriverCase, sim: Simulation, driver: BaseQueueDriver, registry: JobRegistry):
-        self.case = case
-        self.sim = sim
-        self.driver = driver
-        self.registry = registry
-        self.log = EventLog()
-        driver.subscribe(self.log)
-        self.t0 = sim.time()
-        self.workers: list[Worker] = []
-
-    @property
-    def runs_inline(self) -> bool:
-        return self.case.runs_inline
-
-    # -- time ----------------------------------------------------------------------------------
-    @property
-    def now(self) -> float:
-        return self.sim.time()
-
-    @property
-    def elapsed(self) -> float:
-        """Virtual seconds since the harness was made."""
-        return self.sim.time() - self.t0
-
-    def advance(self, seconds: float) -> None:
-        self.sim.advance(seconds=seconds)
-
-    def run(self, coro: Coroutine[Any, Any, T]) -> T:
-        return self.sim.run(coro)
-
-    # -- the public API ---------------------------------------------------------------------------
-    def register(self, cls: type[QueueJob]) -> None:
-        if not self.registry.is_registered(cls):
-            self.registry.register(cls)
-
-    def dispatch(
-        self,
-        job: QueueJob,
-        delay: timedelta | float | None = None,
-        *,
-        at: datetime | None = None,
-        queue: str | None = None,
-    ) -> str:
-        return self.dispatch_many([job], delay, at=at, queue=queue)[0]
-
-    def dispatch_many(
-        self,
-        jobs: Sequence[QueueJob],
-        delay: timedelta | float | None = None,
-        *,
-        at: datetime | None = None,
-        queue: str | None = None,
-    ) -> list[str]:
-        for job in jobs:
-            self.register(type(job))
-        if not self.runs_inline:
-            return self.run(self.driver.push_many(jobs, delay, at=at, queue=queue))
-        seen = len(self.log)
-        self.sim.spawn(self.driver.push_many(jobs, delay, at=at, queue=queue))
-        self.advance(0)  # the push runs now, until it waits (a delay, a retry, a job's work)
-        return [e.job_id for e in self.log.events[seen:] if e.kind is EventKind.DISPATCHED]
-
-    def start_worker(
-        self,
-        queues: Sequence[str] | None = None,
-        *,
-        name: str = "w1",
-        concurrency: int = 1,
-        prefetch: int = 1,
-    ) -> Worker:
-        worker = Worker(self.driver, name=name, queues=queues, concurrency=concurrency, prefetch=prefetch)
-        worker.task = self.sim.spawn(worker.run(), name=name)
-        self.workers.append(worker)
-        return worker
-
-    def reserve(self, queues: Sequence[str] | None = None, worker: str = "w1") -> JobRecord | None:
-        """Reserve as a worker does (expired leases are reclaimed first)."""
-        return self.run(self.driver.reserve(queues, worker=worker))
-
-    def process(self, queues: Sequence[str] | None = None) -> bool:
-        return self.run(self.driver.process(queues))
-
-    def counts(self) -> QueueCounts:
-        return self.run(self.driver.counts(self.sim.time()))
-
-    def size(self) -> int:
-        return self.run(self.driver.size())
-
-    def stats(self) -> dict[str, Any]:
-        return self.run(self.driver.get_stats())
-
-    def dead(self) -> list[DeadLetter]:
-        return self.run(self.driver.dead_letters.list())
-
-    # -- observation ------------------------------------------------------------------------------
-    def events(self, job_id: str | None = None, *kinds: EventKind) -> list[QueueEvent]:
-        return [
-            e
-            for e in self.log.events
-            if (job_id is None or e.job_id == job_id) and (not kinds or e.kind in kinds)
-        ]
-
-    def timeline(self, job_id: str | None = None) -> list[tuple[float, EventKind, int]]:
-        """(elapsed seconds, kind, attempt) of each event of one job (or all jobs)."""
-        return [(e.time - self.t0, e.kind, e.attempt) for e in self.events(job_id)]
-
-    def starts(self) -> list[tuple[float, str]]:
-        """(elapsed seconds, job id) of every run, in the order they started."""
-        return [(e.time - self.t0, e.job_id) for e in self.events(None, EventKind.STARTED)]
-
-    def close(self) -> None:
-        if not self.sim._closed:
-            self.run(self.driver.dispose())
-            self.sim.close()
-
-
 @pytest.fixture(params=DRIVER_CASES, ids=str)
 def driver_case(request: pytest.FixtureRequest) -> DriverCase:
     case: DriverCase = request.param
     return case
-
-
-@pytest.fixture
-def make_queue(driver_case: DriverCase, tmp_path: Path) -> Iterator[Callable[..., QueueHarness]]:
-    """``make_queue(**DriverConfig fields)``: a fresh driver of the case on its own simulation."""
-    made: list[QueueHarness] = []
-
-    def make(**config: Any) -> QueueHarness:
-        sim = Simulation()
-        registry = JobRegistry()
-        name = config.pop("name", "contract")
-        driver = driver_case.build(DriverConfig(name=name, **config), sim.clock, registry, tmp_path)
-        harness = QueueHarness(driver_case, sim, driver, registry)
-        made.append(harness)
-        return harness
-
-    yield make
-    for harness in made:
-        harness.close()
-
-
-@pytest.fixture
-def queue(make_queue: Callable[..., QueueHarness]) -> QueueHarness:
-    """A driver of the case with the default config (lease_time 5 min, max_retries 3)."""
-    return make_queue()
-
-
-def needs_queue(harness: QueueHarness) -> None:
-    """Skip, saying why, for drivers that run jobs inside dispatch and so have no queue to take from."""
-    if harness.runs_inline:
-        pytest.skip(
-            f"{harness.case.name} runs jobs inside dispatch: nothing is queued for reserve or workers"
-        )
