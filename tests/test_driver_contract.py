@@ -8,13 +8,15 @@ runs the same ones: here through :class:`~khadem_lab.testing.contract.DriverCont
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from typing import Any
 
 import pytest
 
 from khadem_lab import DriverConfig, EventKind, EventLog, JobRegistry, QueueFactory, QueueManager, Simulation
 from khadem_lab.clock import Clock
-from khadem_lab.testing import DriverCase
+from khadem_lab.testing import CHECKS, DriverCase, run_contract
 from khadem_lab.testing.checks import Task
 from khadem_lab.testing.contract import DriverContract
 
@@ -91,3 +93,49 @@ def test_the_spec_short_form_selects_a_registered_driver_instance() -> None:
         QueueFactory.unregister_driver("database")
         sim.close()
 
+
+# ============================================================================== the suite without pytest
+def test_run_contract_runs_every_check_on_a_driver_and_reports_each() -> None:
+    report = run_contract(
+        lambda config, clock, registry, _: RowDriver(config, clock=clock, registry=registry)
+    )
+    expected = [f"{c.name}[{i}]" if i else c.name for c in CHECKS for i, _ in c.cases()]
+    assert [r.name for r in report.results] == expected and len(expected) == 48
+    assert report.ok and report.driver == "RowDriver"
+    assert [(r.check, r.message) for r in report.skipped] == [
+        (
+            "inline_driver_runs_jobs_inside_dispatch_and_gives_workers_nothing",
+            "this driver queues jobs for workers; this is the inline drivers' behaviour",
+        )
+    ]
+    assert report.summary() == "RowDriver: 48 checks, 47 passed, 0 failed, 1 skipped"
+
+
+class ReservesEarly(RowDriver):
+    """A broken driver: its reserve ignores ``available_at`` (a delayed job is taken at once)."""
+
+    async def reserve_record(self, queues: Any, now: float, worker: str | None) -> Any:
+        return await super().reserve_record(queues, float("inf"), worker)
+
+
+def test_run_contract_reports_the_failing_statement_and_runs_the_other_checks() -> None:
+    report = run_contract(
+        lambda config, clock, registry, _: ReservesEarly(config, clock=clock, registry=registry),
+        name="early",
+        only=["delayed_job_becomes_ready_exactly_at_its_time", "ack_removes_the_job_for_good"],
+    )
+    assert [(r.check, r.outcome) for r in report.results] == [
+        ("delayed_job_becomes_ready_exactly_at_its_time", "failed"),
+        ("ack_removes_the_job_for_good", "passed"),
+    ]
+    (failed,) = report.failed
+    assert failed.message.startswith("checks.py:") and "assert queue.reserve() is None" in failed.message
+    assert report.table(["failed"]).splitlines()[0] == "early: 2 checks, 1 passed, 1 failed, 0 skipped"
+    with pytest.raises(ValueError, match="no contract check is called 'nope'"):
+        run_contract(lambda config, clock, registry, _: RowDriver(config), only=["nope"])
+
+
+def test_the_package_and_its_run_contract_do_not_import_pytest() -> None:
+    code = "import sys, khadem_lab, khadem_lab.testing; print('pytest' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

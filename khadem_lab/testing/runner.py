@@ -127,7 +127,7 @@ def run_contract(
     Each check runs on its own simulations, closed when it ends; an exception fails the check with
     its message (for a bare ``assert``: the statement that failed), and the other checks still run.
     """
-    case = DriverCase(name or "driver", make_driver, runs_inline=runs_inline)
+    case = DriverCase(name or "this driver", make_driver, runs_inline=runs_inline)
     chosen = [c for c in CHECKS if only is None or c.name in only]
     unknown = sorted(set(only or ()) - {c.name for c in chosen})
     if unknown:
