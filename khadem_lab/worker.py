@@ -164,7 +164,8 @@ class Worker:
         """A slot that reserves one job at a time (the default). The loop of
         :meth:`_slot_prefetching` without the batch bookkeeping, and with the reserve made without
         a coroutine where the driver allows (:meth:`BaseQueueDriver.reserve_at_once`).
-        bench/mmc.py: see bench/README.md (the queue's work per job)."""
+        With the memory driver's plain primitives, bench/mmc.py (loop-thread CPU for 100k
+        customers) 2.38 -> 2.26 s (bench/README.md, M/M/c)."""
         driver = self.driver
         clock = driver.clock
         stats = self.stats
