@@ -436,8 +436,11 @@ class BaseQueueDriver(abc.ABC):
             record = self.reserve_now(queues, now, worker)
         else:
             record = await self.reserve_record(queues, now, worker)
-        if record is not None and self.events.by_kind[EventKind.RESERVED]:
-            self.emit(EventKind.RESERVED, record, worker=worker, time=now)
+        if record is not None:
+            if self._waiters:  # idle workers sleep past this lease's end unless told
+                self._watch_leases_of(record)
+            if self.events.by_kind[EventKind.RESERVED]:
+                self.emit(EventKind.RESERVED, record, worker=worker, time=now)
         return record
 
     def reserve_at_once(
@@ -453,8 +456,11 @@ class BaseQueueDriver(abc.ABC):
         if self.lease_may_have_ended(now):
             return False
         record = reserve_now(queues, now, worker)
-        if record is not None and self.events.by_kind[EventKind.RESERVED]:
-            self.emit(EventKind.RESERVED, record, worker=worker, time=now)
+        if record is not None:
+            if self._waiters:  # idle workers sleep past this lease's end unless told
+                self._watch_leases_of(record)
+            if self.events.by_kind[EventKind.RESERVED]:
+                self.emit(EventKind.RESERVED, record, worker=worker, time=now)
         return record
 
     async def reserve_many(
@@ -476,6 +482,9 @@ class BaseQueueDriver(abc.ABC):
         acked, reclaimed, taken = await self.take_records(acks, queues, now, worker, limit)
         self._report_lost(acks, acked, worker)
         self._announce_reclaimed(reclaimed, now)
+        if self._waiters:
+            for record in taken:
+                self._watch_leases_of(record)
         if self.events.by_kind[EventKind.RESERVED]:
             for record in taken:
                 self.emit(EventKind.RESERVED, record, worker=worker, time=now)
@@ -544,6 +553,12 @@ class BaseQueueDriver(abc.ABC):
                 timer.cancel()
             with contextlib.suppress(ValueError):
                 self._waiters.remove(waiter)
+
+    def _watch_leases_of(self, record: JobRecord) -> None:
+        """A job was just reserved while other workers are idle: they wait for new jobs and would
+        sleep past its lease's end (its worker may vanish), so watch that end for them."""
+        if record.reserved_until is not None:
+            self._watch_leases(record.reserved_until)
 
     def _watch_leases(self, lease_end: float) -> None:
         """Wake an idle worker when the earliest lease ends (its worker may have vanished).
