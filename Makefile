@@ -22,7 +22,7 @@ test: $(VENV)/.installed-test
 	$(BIN)/ruff check khadem_lab tests bench docs
 	$(BIN)/mypy
 	$(BIN)/pytest tests
-	$(BIN)/pytest --nbval --nbval-current-env -p no:randomly notebooks
+	$(BIN)/pytest --nbval --nbval-current-env --nbval-sanitize-with notebooks/nbval_sanitize.cfg -p no:randomly notebooks
 
 ## make lab: JupyterLab on the course notebooks (the main job; as root, with --allow-root)
 lab: $(VENV)/.installed-test
