@@ -437,10 +437,7 @@ class BaseQueueDriver(abc.ABC):
         else:
             record = await self.reserve_record(queues, now, worker)
         if record is not None:
-            if self._waiters:  # idle workers sleep past this lease's end unless told
-                self._watch_leases_of(record)
-            if self.events.by_kind[EventKind.RESERVED]:
-                self.emit(EventKind.RESERVED, record, worker=worker, time=now)
+            self._on_reserved(record, worker, now)
         return record
 
     def reserve_at_once(
@@ -457,10 +454,7 @@ class BaseQueueDriver(abc.ABC):
             return False
         record = reserve_now(queues, now, worker)
         if record is not None:
-            if self._waiters:  # idle workers sleep past this lease's end unless told
-                self._watch_leases_of(record)
-            if self.events.by_kind[EventKind.RESERVED]:
-                self.emit(EventKind.RESERVED, record, worker=worker, time=now)
+            self._on_reserved(record, worker, now)
         return record
 
     async def reserve_many(
@@ -553,6 +547,13 @@ class BaseQueueDriver(abc.ABC):
                 timer.cancel()
             with contextlib.suppress(ValueError):
                 self._waiters.remove(waiter)
+
+    def _on_reserved(self, record: JobRecord, worker: str | None, now: float) -> None:
+        """After a reserve took ``record``: watch its lease for idle workers, announce it."""
+        if self._waiters:  # idle workers sleep past this lease's end unless told
+            self._watch_leases_of(record)
+        if self.events.by_kind[EventKind.RESERVED]:
+            self.emit(EventKind.RESERVED, record, worker=worker, time=now)
 
     def _watch_leases_of(self, record: JobRecord) -> None:
         """A job was just reserved while other workers are idle: they wait for new jobs and would
