@@ -225,7 +225,9 @@ class Watchdog:
         """Stop a runaway attempt: cancelled at its next await if the loop still cycles (the
         attempt yields), else preempted in its own code (it never yields)."""
         loop = self.loop
-        where = (self.where_now() if asyncio.current_task(loop) is task else "") or task_where(task)
+        # Cancelled, it is named by the await where the cancellation lands (the same line on every
+        # run: the run path reads it from the error); preempted, by where it was stuck.
+        where = "" if iterating else self.where_now()
         stall = Stall("runaway", loop._vnow, stood, job_id=attempt.id, where=where)
         loop.stall = stall
         if iterating or not self.preempt_current(stall):
