@@ -183,3 +183,26 @@ def test_a_driver_on_another_clock_is_refused(sim: Simulation) -> None:
         driver = InMemoryDriver(DriverConfig(name="d"), clock=other.clock)
         with pytest.raises(KhademLabError, match="already runs on"):
             QueueManager(driver=driver, clock=sim.clock)
+
+
+def test_an_empty_queue_name_is_refused_at_dispatch_and_nothing_is_stored() -> None:
+    # before: queue="" silently went to the job's own queue (and a job class with queue = ""
+    # to a queue no worker on queues=[...] ever looks at)
+    from khadem_lab import KhademLabError, QueueJob, QueueManager, Simulation
+
+    class Report(QueueJob):
+        async def handle(self) -> None:
+            return None
+
+    class Nowhere(Report):
+        queue = ""
+
+    with Simulation() as sim:
+        qm = QueueManager(clock=sim.clock)
+        with pytest.raises(KhademLabError, match=r"the queue must be a non-empty string, got ''"):
+            sim.run(qm.dispatch(Report(), queue=""))
+        with pytest.raises(KhademLabError, match=r"dispatch of Nowhere: the queue must be"):
+            sim.run(qm.dispatch(Nowhere()))
+        assert sim.run(qm.driver.size()) == 0
+        sim.run(qm.dispatch(Report(), queue="reports"))
+        assert sim.run(qm.driver.size()) == 1

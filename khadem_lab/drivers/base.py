@@ -204,7 +204,10 @@ class BaseQueueDriver(abc.ABC):
     async def next_lease_expiry(self) -> float | None:
         """Optional primitive. The earliest ``reserved_until`` of a RESERVED record; None if none
         is reserved (or the driver cannot tell cheaply). An idle worker wakes then to bring the job
-        of a vanished worker back; drivers shared between processes also find it at their polls."""
+        of a vanished worker back; drivers shared between processes also find it at their polls.
+        Needed in practice by a driver that is not ``shared_between_processes``: without it, an
+        idle worker that starts waiting after a job was reserved never wakes at that lease's end
+        (the contract suite's lease checks fail)."""
         return None
 
     async def reserve_records(
@@ -409,10 +412,16 @@ class BaseQueueDriver(abc.ABC):
         timeout_s = None if timeout is None else to_seconds(timeout)
         if timeout_s is not None and timeout_s <= 0:
             raise KhademLabError(f"{type_name}.timeout must be positive, got {timeout!r}")
+        queue_name = job.queue if queue is None else queue
+        if type(queue_name) is not str or not queue_name:  # "" would go nowhere a worker looks
+            raise KhademLabError(
+                f"dispatch of {type_name}: the queue must be a non-empty string, got {queue_name!r} "
+                "(leave queue= out for the job's own queue)"
+            )
         record = JobRecord(  # positional: measurably cheaper than keywords, once per dispatch
             self.new_job_id(),
             type_name,
-            queue or job.queue,
+            queue_name,
             payload,
             job.display_name,
             max_retries,
