@@ -507,21 +507,32 @@ async def one_run(start, blocking=False):
     sim = Simulation(start, wallclock=True)
     kernel_seen, thread_seen, job_seen = [], [], []
     stop = threading.Event()
+    # The job waits, halfway, until the learner's thread (and task, when the cell awaits) has read
+    # the clock during the advance: the overlap is made sure of, not left to how threads race.
+    advancing, task_read, thread_read = threading.Event(), threading.Event(), threading.Event()
 
     async def learners_task():  # on the kernel's own loop, as a learner would write it
         while not stop.is_set():
             kernel_seen.append((datetime.now(), clock()))
+            if advancing.is_set():
+                task_read.set()
             await asyncio.sleep(0.002)
 
     def learners_thread():
         while not stop.is_set():
             thread_seen.append(datetime.now(UTC))
+            if advancing.is_set():
+                thread_read.set()
             time.sleep(0.002)
 
     async def job():
-        for _ in range(3600):
+        for k in range(3600):
             await asyncio.sleep(1)
             job_seen.append((datetime.now(), datetime.now(UTC), time.time(), clock(), date.today()))
+            if k == 1800:
+                thread_read.wait(20)
+                if not blocking:
+                    task_read.wait(20)
 
     watcher = asyncio.get_running_loop().create_task(learners_task())
     reader = threading.Thread(target=learners_thread)
@@ -529,6 +540,7 @@ async def one_run(start, blocking=False):
     sim.spawn(job())
     await asyncio.sleep(0.01)
     advancing_from = REAL[0]()
+    advancing.set()
     if blocking:  # the kernel's loop waits; its other threads and the learner's thread go on
         sim.advance(hours=1)
     else:
