@@ -162,8 +162,3 @@ class VirtualClock:
 
     def __repr__(self) -> str:
         return f"VirtualClock(now={self.now().isoformat()})"
-
-
-def ensure_awaitable(value: object) -> Awaitable[object] | None:
-    """Return ``value`` if a callback returned something to await, else None."""
-    return value if isinstance(value, Awaitable) else None

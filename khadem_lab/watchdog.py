@@ -88,12 +88,12 @@ class Stall:
     """Why the loop was halted before its horizon, and what was stopped.
 
     ``kind``: ``"runaway"`` (an attempt held time still), ``"retry"`` (a job retried with zero
-    delay at one instant), ``"spin"`` (a task outside any job spun), ``"interrupt"`` (Ctrl-C).
+    delay at one instant), ``"spin"`` (a task outside any job spun; ``"spin-stopped"`` once the
+    loop has cancelled the spinning tasks), ``"interrupt"`` (Ctrl-C).
     Whoever handles the stop appends a sentence to :attr:`stopped`."""
 
     kind: str
     at: float  # the virtual instant
-    real_seconds: float  # how long virtual time had stood still
     job_id: str | None = None  # the job a "retry" stall is about
     where: str = ""  # file:line where the runaway code was when it was seen
     stopped: list[str] = field(default_factory=list)
@@ -148,7 +148,7 @@ class Watchdog:
         thread, after a KeyboardInterrupt there). Code that never yields is preempted."""
         loop = self.loop
         if loop.stall is None or loop.stall.kind != "interrupt":
-            loop.stall = Stall("interrupt", loop.time(), 0.0)
+            loop.stall = Stall("interrupt", loop.time())
         if not loop.is_closed():
             loop.call_soon_threadsafe(_nothing)  # wake a real select()
         self.preempt_current(loop.stall)
@@ -189,8 +189,7 @@ class Watchdog:
                 first_seen.setdefault((id(task), id(attempt), attempt.attempts), fresh)
                 seen = attempt_range.setdefault(attempt.id, [attempt.attempts, attempt.attempts])
                 seen[1] = max(seen[1], attempt.attempts)
-            stood = now - since
-            if stood < timeout:
+            if now - since < timeout:
                 continue
             repeated = [job for job, (first, last) in attempt_range.items() if last > first]
             in_user_code = not iterating and self._in_user_code()
@@ -203,15 +202,15 @@ class Watchdog:
                 and ((iterating and task._fut_waiter is None) or (in_user_code and task is current))  # type: ignore[attr-defined]
             ]
             if repeated:  # one job failing and retried at once, over and over
-                loop.stall = Stall("retry", vnow, stood, job_id=repeated[0])
+                loop.stall = Stall("retry", vnow, job_id=repeated[0])
             elif long_running:  # one attempt runs on and on without letting time move
-                self._stop_attempt(*long_running[0], stood, iterating)
+                self._stop_attempt(*long_running[0], iterating)
             elif now - progress < timeout:  # attempts come and go: work is done at this instant
                 continue
             elif in_user_code:  # user code outside any job holds the loop inside one callback
-                self._stop_stuck(stood)
+                self._stop_stuck()
             elif iterating:  # perhaps a task outside any job that yields but never waits
-                loop.stall = Stall("spin", vnow, stood)  # the loop checks which (see _halt)
+                loop.stall = Stall("spin", vnow)  # the loop checks which (see _halt)
             else:  # this package's own work (a big batch): it ends by itself
                 continue
             if not loop.is_closed():
@@ -221,23 +220,23 @@ class Watchdog:
         frame = sys._current_frames().get(self.loop_thread)
         return frame is not None and _preemptible(frame)
 
-    def _stop_attempt(self, task: asyncio.Task[Any], attempt: Attempt, stood: float, iterating: bool) -> None:
+    def _stop_attempt(self, task: asyncio.Task[Any], attempt: Attempt, iterating: bool) -> None:
         """Stop a runaway attempt: cancelled at its next await if the loop still cycles (the
         attempt yields), else preempted in its own code (it never yields)."""
         loop = self.loop
         # Cancelled, it is named by the await where the cancellation lands (the same line on every
         # run: the run path reads it from the error); preempted, by where it was stuck.
         where = "" if iterating else self.where_now()
-        stall = Stall("runaway", loop._vnow, stood, job_id=attempt.id, where=where)
+        stall = Stall("runaway", loop._vnow, job_id=attempt.id, where=where)
         loop.stall = stall
         if iterating or not self.preempt_current(stall):
             loop.call_soon_threadsafe(_cancel, loop, task, attempt, stall)
 
-    def _stop_stuck(self, stood: float) -> None:
+    def _stop_stuck(self) -> None:
         """Code outside any job holds the loop inside one callback: preempt it."""
         loop = self.loop
         task = asyncio.current_task(loop)
-        stall = Stall("spin", loop._vnow, stood, where=self.where_now())
+        stall = Stall("spin", loop._vnow, where=self.where_now())
         loop.stall = stall
         what = f"task {task.get_name()!r} ({_qualname(task)}" if task is not None else "(a callback"
         where = stall.where or "unknown"
