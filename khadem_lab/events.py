@@ -38,6 +38,11 @@ class EventKind(StrEnum):
     # ran out and the job was taken again, or the queue was cleared): its settle changed nothing
     REQUEUED = "requeued"  # taken out of the dead-letter queue to run again
     PURGED = "purged"  # removed from the dead-letter queue
+    LEASE_RENEWED = "lease_renewed"  # its live worker extended the lease (a heartbeat, while it
+    # holds the job); `available_at`: when the lease now ends (the job is free for others then)
+    RENEWAL_FAILED = "renewal_failed"  # a heartbeat found the lease no longer this delivery's (it
+    # ended and the job was taken again, or the queue was cleared): the run goes on, but its settle
+    # will change nothing (LEASE_LOST); the worker stops renewing it
 
     def __str__(self) -> str:
         return self.value

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from .clock import to_seconds
 from .execution import NO_HOOKS, Hooks, Outcome, execute, report_error
+from .heartbeat import Heartbeat
 
 if TYPE_CHECKING:
     from .drivers.base import BaseQueueDriver
@@ -38,6 +39,9 @@ class WorkerStats:
     dead: int = 0
     lease_lost: int = 0
     errors: int = 0
+    #: Leases its heartbeat renewed, and renewals that found the lease taken over (see heartbeat.py).
+    leases_renewed: int = 0
+    lease_renewals_failed: int = 0
     by_slot: dict[str, int] = field(default_factory=dict)
 
 
@@ -81,6 +85,14 @@ class Worker:
         self._busy = 0
         self._wakeups: set[asyncio.Future[None]] = set()
         self._deadline: float | None = None
+        self.heartbeat = Heartbeat(driver, name, on_error=self._heartbeat_error, on_result=self._renewed)
+
+    async def _heartbeat_error(self, error: BaseException) -> None:
+        await report_error(self.hooks, error)
+
+    def _renewed(self, renewed: int, lost: int) -> None:
+        self.stats.leases_renewed += renewed
+        self.stats.lease_renewals_failed += lost
 
     def _count_error(self) -> None:
         self.stats.errors += 1
@@ -106,18 +118,21 @@ class Worker:
         clock = self.driver.clock
         if self.timeout is not None:
             self._deadline = clock.time() + self.timeout
-        if self.concurrency == 1:
-            await self._slot(self.name)
-        else:
-            slots = [
-                asyncio.ensure_future(self._slot(f"{self.name}.{i + 1}")) for i in range(self.concurrency)
-            ]
-            try:
-                await asyncio.gather(*slots)
-            except BaseException:
-                for slot in slots:
-                    slot.cancel()
-                raise
+        try:
+            if self.concurrency == 1:
+                await self._slot(self.name)
+            else:
+                slots = [
+                    asyncio.ensure_future(self._slot(f"{self.name}.{i + 1}")) for i in range(self.concurrency)
+                ]
+                try:
+                    await asyncio.gather(*slots)
+                except BaseException:
+                    for slot in slots:
+                        slot.cancel()
+                    raise
+        finally:
+            self.heartbeat.stop()
         return self.stats
 
     def request_stop(self) -> None:
@@ -175,6 +190,8 @@ class Worker:
         max_jobs = self.max_jobs
         reserve_at_once = driver.reserve_at_once
         task = asyncio.current_task()
+        heartbeat = self.heartbeat
+        held = heartbeat.held
         failures = 0
         while not self._stopping:
             if max_jobs is not None and self._claimed >= max_jobs:
@@ -201,6 +218,9 @@ class Worker:
                 await self._idle()
                 continue
             self._busy += 1
+            held[id(record)] = record  # heartbeat.hold, inlined on the hot path
+            if heartbeat.timer is None:
+                heartbeat.hold(record)
             try:
                 outcome = await execute(driver, record, worker=slot_name, hooks=hooks, task=task)
             except Exception as exc:  # settling failed in storage; the lease brings the job back
@@ -208,6 +228,7 @@ class Worker:
                 outcome = None
             finally:
                 self._busy -= 1
+                held.pop(id(record), None)
             stats.processed += 1
             by_slot[slot_name] = by_slot.get(slot_name, 0) + 1
             if outcome is _COMPLETED:
@@ -261,6 +282,8 @@ class Worker:
                     continue
                 finally:  # sent with the reserve (if it failed, the leases bring those jobs back)
                     if deferred:
+                        for done in deferred:
+                            self.heartbeat.drop(done)
                         deferred.clear()
                 failures = 0
                 self._claimed -= want - len(taken)
@@ -268,6 +291,8 @@ class Worker:
                     await self._idle()
                     continue
                 held.extend(taken)
+                for record in taken:  # prefetched jobs are held too: their leases are renewed
+                    self.heartbeat.hold(record)
             record = held.popleft()
             self._busy += 1
             try:
@@ -279,6 +304,8 @@ class Worker:
                 outcome = None
             finally:
                 self._busy -= 1
+                if not deferred or deferred[-1] is not record:  # settled (an ack deferred stays held)
+                    self.heartbeat.drop(record)
             stats.processed += 1
             stats.by_slot[slot_name] = stats.by_slot.get(slot_name, 0) + 1
             self._count(outcome)
@@ -294,9 +321,12 @@ class Worker:
             await self.driver.settle_acks(deferred, worker=slot_name)
         except Exception as exc:
             await report_error(self.hooks, exc)
+        for done in deferred:
+            self.heartbeat.drop(done)
         deferred.clear()
 
     async def _idle(self) -> None:
+        self.heartbeat.pause()
         if self._stopping:
             return
         wakeup: asyncio.Future[None] = asyncio.get_running_loop().create_future()

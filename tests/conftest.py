@@ -133,6 +133,17 @@ class RowDriver(BaseQueueDriver):
         self.rows[record.id] = row
         return True
 
+    async def renew_records(self, records: Sequence[JobRecord], now: float) -> list[bool | None]:
+        renewed: list[bool | None] = []
+        for record in records:
+            held = self._holds(record)
+            if held:
+                row = self.rows[record.id]
+                row["reserved_until"] = max(row["reserved_until"], now + self.lease_seconds)
+                record.reserved_until = row["reserved_until"]
+            renewed.append(held)
+        return renewed
+
     async def reclaim_expired(self, now: float) -> list[JobRecord]:
         expired = [r for r in self._rows(JobStatus.RESERVED) if r["reserved_until"] <= now]
         expired.sort(key=lambda row: (row["reserved_until"], row["seq"]))

@@ -106,6 +106,10 @@ class BaseQueueDriver(abc.ABC):
         self._lease_watch: tuple[float, asyncio.Handle, asyncio.AbstractEventLoop] | None = None
         self._ids = itertools.count(1)
         self._lease_seconds = to_seconds(self.config.lease_time)
+        #: Leases renewed by this process's workers (heartbeats), and renewals that found the
+        #: lease taken over; both in ``get_stats()``.
+        self.leases_renewed = 0
+        self.lease_renewals_failed = 0
         #: Plain (not async) versions of push_records, reserve_record and ack_record, for a driver
         #: whose storage never waits (memory sets them): called without a coroutine per job.
         #: None (the default) means: await the async primitive.
@@ -248,6 +252,31 @@ class BaseQueueDriver(abc.ABC):
         result each. Default: one by one; a remote store overrides it to use one round trip."""
         return [await self.ack_record(record) for record in records]
 
+    async def renew_records(self, records: Sequence[JobRecord], now: float) -> list[bool | None]:
+        """Primitive (the default raises). Extend the leases of reservations a live worker still
+        holds (its heartbeat, every sixth of ``lease_time`` for those with two thirds or less left),
+        all in one storage operation (one round trip, one transaction) where the store allows.
+
+        For each record, in order: if this very reservation still holds its job (the test the
+        settles make, see :meth:`ack_record`), its lease ends at ``max(its current end, now +
+        self.lease_seconds)``, in storage and in ``record.reserved_until``, and the result is True
+        (None counts as True). A lease that has run out but whose job nobody reclaimed yet is
+        still held, and renewed. Otherwise (the lease ended and the job was reclaimed, taken by
+        another worker, or the queue was cleared) nothing changes and the result is False. A
+        renewed lease is not reclaimed before its new end: :meth:`reclaim_expired`,
+        :meth:`next_lease_expiry` and :meth:`lease_may_have_ended` go by the new end.
+
+        A driver that does not implement it keeps working, but a job that runs longer than
+        ``lease_time`` is delivered again while its worker is alive (the worker logs a warning once
+        and stops renewing); the contract's lease-renewal checks fail for it."""
+        raise NotImplementedError(
+            f"{type(self).__name__} does not implement renew_records(records, now): workers cannot "
+            "renew their leases, so a job that runs longer than lease_time is delivered again while "
+            "its worker lives. Implement it: for each record still reserved under this very "
+            "reservation, set reserved_until = max(reserved_until, now + self.lease_seconds) in "
+            "storage and on the record and return True; False for one that is no longer held"
+        )
+
     def lease_may_have_ended(self, now: float) -> bool:
         """Optional primitive, not awaited: False only if the driver knows for sure that no lease
         ended by ``now``, so :meth:`reserve` can skip :meth:`reclaim_expired`. Default: True."""
@@ -367,6 +396,8 @@ class BaseQueueDriver(abc.ABC):
             "pending_count": counts.pending,
             "ready_jobs": counts.ready,
             "delayed_jobs": counts.delayed,
+            "leases_renewed": self.leases_renewed,
+            "lease_renewals_failed": self.lease_renewals_failed,
         }
         stats.update(await self.storage_info())
         if self.metrics is not None:
@@ -514,6 +545,29 @@ class BaseQueueDriver(abc.ABC):
         for record, done in zip(records, acked, strict=True):
             if done is False:
                 self.emit(EventKind.LEASE_LOST, record, worker=worker)
+
+    async def renew_leases(self, records: Sequence[JobRecord], *, worker: str | None) -> list[bool]:
+        """A worker's heartbeat: renew the leases of ``records`` (:meth:`renew_records`), count and
+        announce each (LEASE_RENEWED with the new end as ``available_at``, or RENEWAL_FAILED).
+        True for each lease still held."""
+        now = self.clock.time()
+        results = await self.renew_records(records, now)
+        held: list[bool] = []
+        for record, result in zip(records, results, strict=True):
+            if result is False:
+                self.lease_renewals_failed += 1
+                self.emit(EventKind.RENEWAL_FAILED, record, worker=worker, time=now)
+            else:
+                self.leases_renewed += 1
+                self.emit(
+                    EventKind.LEASE_RENEWED,
+                    record,
+                    worker=worker,
+                    available_at=record.reserved_until,
+                    time=now,
+                )
+            held.append(result is not False)
+        return held
 
     async def wait_for_job(
         self,

@@ -345,6 +345,27 @@ class FileStorageDriver(BaseQueueDriver):
         record.reserved_until = None
         return True
 
+    async def renew_records(self, records: Sequence[JobRecord], now: float) -> list[bool | None]:
+        """One journal line for all of them (``renew``: id, seq and new lease end of each)."""
+        if not records:
+            return []
+        with self._op():
+            renewed: list[bool | None] = []
+            moves: list[tuple[str, int, float]] = []
+            for record in records:
+                held = self._index.reserved.get(record.id)
+                if held is None or held.seq != record.seq or held.reserved_until is None:
+                    renewed.append(False)  # reclaimed, settled or cleared: not ours any more
+                    continue
+                until = max(held.reserved_until, now + self._lease_seconds)
+                if until != held.reserved_until:
+                    moves.append((record.id, record.seq, until))
+                record.reserved_until = until
+                renewed.append(True)
+            if moves:
+                self._commit({"op": "renew", "jobs": moves})
+            return renewed
+
     async def reclaim_expired(self, now: float) -> list[JobRecord]:
         with self._op():
             expired: list[JobRecord] = []

@@ -195,6 +195,16 @@ class JobIndex:
                 record.seq = new_seq
             self.put(record)
 
+    def _renew(self, entry: Op) -> None:
+        """Leases a live worker extended: ``jobs`` is a list of ``[id, seq, reserved_until]``."""
+        moves = [(str(i), int(seq), float(until)) for i, seq, until in _items(entry, "jobs")]
+        for job_id, seq, until in moves:
+            record = self.reserved.get(job_id)
+            if record is None or record.seq != seq:
+                continue  # reclaimed or settled since (its line came first)
+            record.reserved_until = until
+            self.reserve(record)  # a new lease heap entry; the old one is dropped when it surfaces
+
     def _requeue(self, entry: Op) -> None:
         now = _number(entry, "now")
         moves = [(str(i), int(seq)) for i, seq in _items(entry, "jobs")]
@@ -227,6 +237,7 @@ class JobIndex:
         "release": _settle,
         "bury": _settle,
         "reclaim": _reclaim,
+        "renew": _renew,
         "requeue": _requeue,
         "purge": _purge,
         "clear": _clear,

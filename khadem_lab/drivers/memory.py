@@ -141,6 +141,20 @@ class InMemoryDriver(BaseQueueDriver):
         self._dead[record.id] = record
         return True
 
+    async def renew_records(self, records: Sequence[JobRecord], now: float) -> list[bool | None]:
+        renewed: list[bool | None] = []
+        leases = self._leases
+        for record in records:
+            if self._reserved.get(record.id) is not record or record.reserved_until is None:
+                renewed.append(False)  # reclaimed (a fresh object holds it now), settled or cleared
+                continue
+            until = now + self._lease_seconds
+            if until > record.reserved_until:
+                record.reserved_until = until  # the old heap entry is skipped by reclaim_expired
+                heapq.heappush(leases, (until, record.seq, record.id))
+            renewed.append(True)
+        return renewed
+
     def lease_may_have_ended(self, now: float) -> bool:
         leases = self._leases
         return bool(leases) and leases[0][0] <= now

@@ -55,6 +55,7 @@ from ..config import DriverConfig
 from ..errors import ConfigError, StorageError
 from ..records import LEASE_EXPIRED_ERROR, JobRecord, JobStatus, QueueCounts
 from .base import BaseQueueDriver
+from .redislease import RENEW, renew
 
 if TYPE_CHECKING:
     from redis import Redis
@@ -702,6 +703,7 @@ class RedisStorageDriver(BaseQueueDriver):
         self._clear, self._dead = register(CLEAR), register(DEAD_LIST)
         self._requeue, self._purge = register(REQUEUE), register(PURGE)
         self._counts, self._next_at = register(COUNTS), register(NEXT_AT)
+        self._renew = self.client.register_script(RENEW)  # self-contained (no PRELUDE): redislease
         self._heads: dict[tuple[Any, ...], str] = {}
         self._foreign = 0
 
@@ -939,6 +941,9 @@ class RedisStorageDriver(BaseQueueDriver):
         if seq:
             record.seq = seq  # dead letters are listed in the order they died
         return seq != 0
+
+    async def renew_records(self, records: Sequence[JobRecord], now: float) -> list[bool | None]:
+        return renew(self, records, now)
 
     def lease_may_have_ended(self, now: float) -> bool:
         earliest = self._first_score(self._keys[2])

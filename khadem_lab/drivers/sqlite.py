@@ -282,6 +282,23 @@ class SQLiteDriver(BaseQueueDriver):
                 == 1
             )
 
+    async def renew_records(self, records: Sequence[JobRecord], now: float) -> list[bool | None]:
+        """All in one transaction; each only if its reservation (id, attempts) is still held."""
+        if not records:
+            return []
+        renewed: list[bool | None] = []
+        with self._transaction() as conn:
+            for record in records:
+                row = conn.execute(
+                    "UPDATE jobs SET reserved_until = MAX(reserved_until, ?) "
+                    "WHERE id = ? AND status = 'reserved' AND attempts = ? RETURNING reserved_until",
+                    (now + self.lease_seconds, record.id, record.attempts),
+                ).fetchone()
+                if row is not None:
+                    record.reserved_until = float(row[0])
+                renewed.append(row is not None)
+        return renewed
+
     def lease_may_have_ended(self, now: float) -> bool:
         (earliest,) = self._query("SELECT MIN(reserved_until) FROM jobs WHERE status = 'reserved'")[0]
         return earliest is not None and earliest <= now

@@ -26,6 +26,7 @@ from ..backoff import Explicit, Exponential, ExponentialJitter, Fixed
 from ..clock import to_datetime
 from ..errors import PermanentFailure
 from ..events import EventKind
+from ..execution import Outcome, execute
 from ..job import QueueJob
 from ..records import JobStatus
 from .harness import MakeQueue, QueueHarness, SkipCheck, needs_queue
@@ -376,12 +377,15 @@ class SlowFirst(QueueJob):
 
 @check
 def a_run_that_outlives_its_lease_settles_nothing(make_queue: MakeQueue) -> None:
-    """Worker A's run takes longer than its lease; B takes the job again at the lease end. When A's
-    run then fails, its retry changes nothing (lease_lost): B holds the job and completes it."""
+    """A's run takes longer than its lease and nothing renews it (A runs the job by hand, without a
+    worker's heartbeat, as a frozen worker would hold it); B takes the job again at the lease end.
+    When A's run then fails, its retry changes nothing (lease_lost): B holds the job and completes it."""
     queue = make_queue(lease_time=timedelta(seconds=60))
     needs_queue(queue)
     job_id = queue.dispatch(SlowFirst())
-    queue.start_worker(name="A")
+    record = queue.reserve(worker="A")
+    assert record is not None
+    run_of_a = queue.sim.spawn(execute(queue.driver, record, worker="A"))
     queue.start_worker(name="B")
     queue.advance(300)
     assert [
@@ -398,7 +402,8 @@ def a_run_that_outlives_its_lease_settles_nothing(make_queue: MakeQueue) -> None
         (100, K.LEASE_LOST, 1, "A"),
     ]
     assert queue.size() == 0 and queue.dead() == []
-    assert [w.stats.lease_lost for w in queue.workers] == [1, 0]
+    assert run_of_a.result() is Outcome.LEASE_LOST
+    assert [w.stats.lease_lost for w in queue.workers] == [0]
 
 
 @check
@@ -703,6 +708,105 @@ def a_lease_that_expires_after_the_last_attempt_dead_letters_the_job(
     assert queue.size() == 0
     metrics = queue.stats()["metrics"]
     assert (metrics["leases_expired"], metrics["jobs_failed"]) == (2, 1)
+
+
+@check
+def a_renewed_lease_is_not_reclaimed_before_its_new_end(make_queue: MakeQueue) -> None:
+    """renew_records extends a held lease to ``now + lease_time`` (never shortens it): the job is
+    not reclaimed at its first lease end, only at the renewed one if nobody renews it again."""
+    queue = make_queue(lease_time=timedelta(seconds=60))
+    needs_queue(queue)
+    job_id = queue.dispatch(Task("long"))
+    record = queue.reserve(worker="A")
+    assert record is not None and record.reserved_until == queue.now + 60
+    queue.advance(50)
+    assert queue.run(queue.driver.renew_records([record], queue.now)) in ([True], [None])
+    assert record.reserved_until == queue.t0 + 110
+    assert queue.run(queue.driver.next_lease_expiry()) in (None, queue.t0 + 110)
+    queue.advance(10)  # t=60: the first lease would end now
+    assert queue.reserve(worker="B") is None
+    assert queue.events(None, K.LEASE_EXPIRED) == []
+    assert queue.counts() == (0, 0, 1)
+    queue.advance(49)
+    assert queue.reserve(worker="B") is None
+    queue.advance(1)  # t=110: the renewed lease ends; nobody renewed it again
+    again = queue.reserve(worker="B")
+    assert again is not None and (again.id, again.attempts, again.reserved_by) == (job_id, 2, "B")
+    assert [(t, k) for t, k, _ in queue.timeline(job_id)][-2:] == [(110, K.LEASE_EXPIRED), (110, K.RESERVED)]
+
+
+@check
+def a_renewal_never_shortens_a_lease(make_queue: MakeQueue) -> None:
+    """A lease longer than ``now + lease_time`` (a job's timeout is part of it) is kept as it is."""
+
+    class Bounded(Task):
+        timeout = timedelta(seconds=45)
+
+    queue = make_queue(lease_time=timedelta(seconds=60))
+    needs_queue(queue)
+    queue.dispatch(Bounded())
+    record = queue.reserve()
+    assert record is not None and record.reserved_until == queue.t0 + 105
+    queue.advance(30)
+    assert queue.run(queue.driver.renew_records([record], queue.now)) in ([True], [None])
+    assert record.reserved_until == queue.t0 + 105
+    queue.advance(74)
+    assert queue.reserve(worker="B") is None  # t=104: still held
+    queue.advance(1)
+    assert queue.reserve(worker="B") is not None  # t=105
+
+
+@check
+def renewing_a_lease_that_was_taken_over_fails_and_changes_nothing(make_queue: MakeQueue) -> None:
+    """A's lease ended and B took the job: A's renewal returns False and leaves B's lease as it
+    is; B's own renewal works. After an ack, a renewal returns False too."""
+    queue = make_queue(lease_time=timedelta(seconds=60))
+    needs_queue(queue)
+    job_id = queue.dispatch(Task("taken over"))
+    first = queue.reserve(worker="A")
+    assert first is not None and first.id == job_id
+    queue.advance(60)
+    second = queue.reserve(worker="B")  # brings the job back and takes it
+    assert second is not None and (second.id, second.attempts) == (job_id, 2)
+    queue.advance(10)
+    assert queue.run(queue.driver.renew_records([first], queue.now)) == [False]
+    assert second.reserved_until == queue.t0 + 120
+    queue.advance(49)
+    assert queue.reserve(worker="C") is None  # t=119: B's lease was not moved by A's renewal
+    assert queue.run(queue.driver.renew_records([second], queue.now)) in ([True], [None])
+    assert second.reserved_until == queue.t0 + 179
+    queue.advance(1)
+    assert queue.reserve(worker="C") is None  # t=120: B renewed it
+    assert queue.events(None, K.LEASE_EXPIRED)[-1].time == queue.t0 + 60  # only A's lease ended
+    assert queue.run(queue.driver.ack_record(second)) in (True, None)
+    assert queue.run(queue.driver.renew_records([second], queue.now)) == [False]
+    assert queue.counts() == (0, 0, 0)
+
+
+@check
+def a_live_worker_keeps_a_job_that_runs_three_times_its_lease(make_queue: MakeQueue) -> None:
+    """A job runs 190 s on a 60 s lease while another worker waits: its worker's heartbeat renews
+    the lease from 20 s on, every 20 s, so the job runs once and is never reclaimed. The renewals
+    are events (LEASE_RENEWED, with the new lease end as ``available_at``) and counts."""
+    queue = make_queue(lease_time=timedelta(seconds=60))
+    needs_queue(queue)
+    job_id = queue.dispatch(Task("long", work=190))
+    a = queue.start_worker(name="A")
+    b = queue.start_worker(name="B")
+    queue.advance(400)
+    renewals = [(e.time - queue.t0, e.available_at, e.worker) for e in queue.events(job_id, K.LEASE_RENEWED)]
+    assert renewals == [(t, queue.t0 + t + 60, "A") for t in range(20, 190, 20)]
+    assert [(t, k) for t, k, _ in queue.timeline(job_id) if k is not K.LEASE_RENEWED] == [
+        (0, K.DISPATCHED),
+        (0, K.RESERVED),
+        (0, K.STARTED),
+        (190, K.COMPLETED),
+    ]
+    assert queue.events(None, K.LEASE_EXPIRED, K.LEASE_LOST, K.RENEWAL_FAILED) == []
+    assert (a.stats.completed, a.stats.leases_renewed, b.stats.processed) == (1, 9, 0)
+    stats = queue.stats()
+    assert (stats["leases_renewed"], stats["lease_renewals_failed"], stats["queue_depth"]) == (9, 0, 0)
+    assert queue.dead() == []
 
 
 @check

@@ -1,0 +1,133 @@
+"""A worker's heartbeat: it renews the leases of the jobs the worker holds, so a live worker keeps
+its jobs however long they run, and a frozen or killed one loses them when their lease ends.
+
+One heartbeat per worker, one timer on the clock (virtual time in a simulation), and only while
+the worker holds jobs: the worker calls :meth:`Heartbeat.hold` when it reserves a job and
+:meth:`Heartbeat.drop` when the job is settled (two dict operations on the per-job path), and
+:meth:`Heartbeat.pause` when it goes idle, which cancels the timer, so an idle worker leaves no
+timer behind (``run_until_idle`` finishes).
+
+Every ``lease_time / 6`` the timer fires and the leases held with two thirds of ``lease_time`` or
+less left are renewed, all in one driver call (:meth:`BaseQueueDriver.renew_leases`: one round
+trip or transaction): each then ends ``lease_time`` after the beat. So a job renews its lease
+first when it has run a third of it, then every third of it; shorter jobs are never renewed (no
+driver call, no event), and a beat may come up to half a ``lease_time`` late (a loaded machine)
+before a live worker's lease runs out. Code that holds the event loop (CPU-bound work without an
+``await``) holds the heartbeat too: a job like that must finish within its lease, or run in a
+thread (``asyncio.to_thread``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .drivers.base import BaseQueueDriver
+    from .records import JobRecord
+
+log = logging.getLogger(__name__)
+
+#: Beats per ``lease_time``.
+BEATS_PER_LEASE = 6
+#: A lease is renewed at a beat when this fraction of ``lease_time`` or less is left.
+RENEW_WHEN_LEFT = 2 / 3
+#: Leeway in seconds for float rounding, so a lease exactly at the threshold is renewed.
+_EPSILON = 1e-6
+
+
+class Heartbeat:
+    """Renews the leases of one worker's jobs (see the module doc).
+
+    ``on_error(exc)`` gets a renewal that failed in storage (the next beat tries again);
+    ``on_result(renewed, lost)`` the counts of each beat that called the driver."""
+
+    def __init__(
+        self,
+        driver: BaseQueueDriver,
+        worker: str | None,
+        *,
+        on_error: Callable[[BaseException], Awaitable[None]],
+        on_result: Callable[[int, int], None] | None = None,
+    ) -> None:
+        self.driver = driver
+        self.worker = worker
+        self.interval = driver.lease_seconds / BEATS_PER_LEASE
+        self.threshold = driver.lease_seconds * RENEW_WHEN_LEFT + _EPSILON
+        #: The reservations held, by object identity, in the order they were taken.
+        self.held: dict[int, JobRecord] = {}
+        self.timer: asyncio.TimerHandle | asyncio.Handle | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._on_error = on_error
+        self._on_result = on_result
+        self._off = self.interval <= 0
+
+    def hold(self, record: JobRecord) -> None:
+        """The worker took ``record``: keep its lease alive until :meth:`drop`."""
+        self.held[id(record)] = record
+        if self.timer is None and self._task is None and not self._off:
+            self._arm()
+
+    def drop(self, record: JobRecord) -> None:
+        """``record`` is settled (or given up): no more renewals for it."""
+        self.held.pop(id(record), None)
+
+    def pause(self) -> None:
+        """The worker goes idle: with no job held, the timer goes (it comes back with the next job)."""
+        if not self.held and self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+    def stop(self) -> None:
+        """The worker ends: no more beats."""
+        self.held.clear()
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+
+    def _arm(self) -> None:
+        clock = self.driver.clock
+        self.timer = clock.call_at(clock.time() + self.interval, self._fire)
+
+    def _fire(self) -> None:
+        self.timer = None
+        if self.held:
+            self._task = asyncio.ensure_future(self._beat())
+
+    async def _beat(self) -> None:
+        try:
+            # Chosen when the task runs: a job settled at the instant of the beat is not renewed.
+            now = self.driver.clock.time()
+            due = [
+                r
+                for r in self.held.values()
+                if r.reserved_until is not None and r.reserved_until - now <= self.threshold
+            ]
+            if due:
+                await self._renew(due)
+        finally:
+            self._task = None
+        if self.held and self.timer is None and not self._off:
+            self._arm()
+
+    async def _renew(self, due: list[JobRecord]) -> None:
+        try:
+            held = await self.driver.renew_leases(due, worker=self.worker)
+        except NotImplementedError as exc:
+            self._off = True
+            log.warning("%s: %s", self.driver.name, exc)
+        except Exception as exc:  # storage trouble: reported; the next beat tries again
+            await self._on_error(exc)
+        else:
+            lost = 0
+            for record, still in zip(due, held, strict=True):
+                if not still:
+                    lost += 1
+                    self.held.pop(id(record), None)
+            if self._on_result is not None:
+                self._on_result(len(due) - lost, lost)
