@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import weakref
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
@@ -34,6 +35,8 @@ log = logging.getLogger(__name__)
 BEATS_PER_LEASE = 6
 #: A lease is renewed at a beat when this fraction of ``lease_time`` or less is left.
 RENEW_WHEN_LEFT = 2 / 3
+#: Drivers without renewal whose workers have said so (once per driver).
+_WARNED: weakref.WeakSet[BaseQueueDriver] = weakref.WeakSet()
 #: Leeway in seconds for float rounding, so a lease exactly at the threshold is renewed.
 _EPSILON = 1e-6
 
@@ -120,7 +123,9 @@ class Heartbeat:
             held = await self.driver.renew_leases(due, worker=self.worker)
         except NotImplementedError as exc:
             self._off = True
-            log.warning("%s: %s", self.driver.name, exc)
+            if self.driver not in _WARNED:
+                _WARNED.add(self.driver)
+                log.warning("%s: %s", self.driver.name, exc)
         except Exception as exc:  # storage trouble: reported; the next beat tries again
             await self._on_error(exc)
         else:
