@@ -2,8 +2,9 @@
 its jobs however long they run, and a frozen or killed one loses them when their lease ends.
 
 One heartbeat per worker, one timer on the clock (virtual time in a simulation), and only while
-the worker holds jobs: the worker calls :meth:`Heartbeat.hold` when it reserves a job and
-:meth:`Heartbeat.drop` when the job is settled (two dict operations on the per-job path), and
+the worker holds jobs: a slot that takes one job at a time puts it in its cell
+(:meth:`Heartbeat.slot_cell`: two list stores per job, the only cost on the per-job path), a
+prefetching slot calls :meth:`Heartbeat.hold` and :meth:`Heartbeat.drop`, and the worker calls
 :meth:`Heartbeat.pause` when it goes idle, which cancels the timer, so an idle worker leaves no
 timer behind (``run_until_idle`` finishes).
 
@@ -59,33 +60,48 @@ class Heartbeat:
         self.worker = worker
         self.interval = driver.lease_seconds / BEATS_PER_LEASE
         self.threshold = driver.lease_seconds * RENEW_WHEN_LEFT + _EPSILON
-        #: The reservations held, by object identity, in the order they were taken.
-        self.held: dict[int, JobRecord] = {}
+        #: The reservations held by prefetching slots (a record hashes by identity), in order.
+        self.held: dict[JobRecord, None] = {}
+        #: One cell per slot that holds one job at a time: ``[record]`` while it runs, else ``[None]``.
+        self.cells: list[list[JobRecord | None]] = []
         self.timer: asyncio.TimerHandle | asyncio.Handle | None = None
         self._task: asyncio.Task[None] | None = None
         self._on_error = on_error
         self._on_result = on_result
         self._off = self.interval <= 0
 
+    def slot_cell(self) -> list[JobRecord | None]:
+        """A cell for a slot that holds one job at a time: it sets ``cell[0]`` to its job (then
+        calls :meth:`ensure` if :attr:`timer` is None) and back to None once the job is settled."""
+        cell: list[JobRecord | None] = [None]
+        self.cells.append(cell)
+        return cell
+
     def hold(self, record: JobRecord) -> None:
         """The worker took ``record``: keep its lease alive until :meth:`drop`."""
-        self.held[id(record)] = record
+        self.held[record] = None
+        self.ensure()
+
+    def ensure(self) -> None:
+        """A job is held: make sure the timer runs."""
         if self.timer is None and self._task is None and not self._off:
             self._arm()
 
     def drop(self, record: JobRecord) -> None:
         """``record`` is settled (or given up): no more renewals for it."""
-        self.held.pop(id(record), None)
+        self.held.pop(record, None)
 
     def pause(self) -> None:
         """The worker goes idle: with no job held, the timer goes (it comes back with the next job)."""
-        if not self.held and self.timer is not None:
+        if self.timer is not None and not self._holding():
             self.timer.cancel()
             self.timer = None
 
     def stop(self) -> None:
         """The worker ends: no more beats."""
         self.held.clear()
+        for cell in self.cells:
+            cell[0] = None
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
@@ -93,29 +109,32 @@ class Heartbeat:
             self._task.cancel()
             self._task = None
 
+    def _holding(self) -> bool:
+        return bool(self.held) or any(cell[0] is not None for cell in self.cells)
+
     def _arm(self) -> None:
         clock = self.driver.clock
         self.timer = clock.call_at(clock.time() + self.interval, self._fire)
 
     def _fire(self) -> None:
         self.timer = None
-        if self.held:
+        if self._holding():
             self._task = asyncio.ensure_future(self._beat())
 
     async def _beat(self) -> None:
         try:
             # Chosen when the task runs: a job settled at the instant of the beat is not renewed.
             now = self.driver.clock.time()
+            held = [cell[0] for cell in self.cells if cell[0] is not None]
+            held += self.held
             due = [
-                r
-                for r in self.held.values()
-                if r.reserved_until is not None and r.reserved_until - now <= self.threshold
+                r for r in held if r.reserved_until is not None and r.reserved_until - now <= self.threshold
             ]
             if due:
                 await self._renew(due)
         finally:
             self._task = None
-        if self.held and self.timer is None and not self._off:
+        if self.timer is None and not self._off and self._holding():
             self._arm()
 
     async def _renew(self, due: list[JobRecord]) -> None:
@@ -133,6 +152,9 @@ class Heartbeat:
             for record, still in zip(due, held, strict=True):
                 if not still:
                     lost += 1
-                    self.held.pop(id(record), None)
+                    self.held.pop(record, None)
+                    for cell in self.cells:
+                        if cell[0] is record:
+                            cell[0] = None
             if self._on_result is not None:
                 self._on_result(len(due) - lost, lost)

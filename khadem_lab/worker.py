@@ -191,7 +191,7 @@ class Worker:
         reserve_at_once = driver.reserve_at_once
         task = asyncio.current_task()
         heartbeat = self.heartbeat
-        held = heartbeat.held
+        cell = heartbeat.slot_cell()  # the job in hand, for the heartbeat (two stores per job)
         failures = 0
         while not self._stopping:
             if max_jobs is not None and self._claimed >= max_jobs:
@@ -218,9 +218,9 @@ class Worker:
                 await self._idle()
                 continue
             self._busy += 1
-            held[id(record)] = record  # heartbeat.hold, inlined on the hot path
+            cell[0] = record
             if heartbeat.timer is None:
-                heartbeat.hold(record)
+                heartbeat.ensure()
             try:
                 outcome = await execute(driver, record, worker=slot_name, hooks=hooks, task=task)
             except Exception as exc:  # settling failed in storage; the lease brings the job back
@@ -228,7 +228,7 @@ class Worker:
                 outcome = None
             finally:
                 self._busy -= 1
-                held.pop(id(record), None)
+                cell[0] = None
             stats.processed += 1
             by_slot[slot_name] = by_slot.get(slot_name, 0) + 1
             if outcome is _COMPLETED:

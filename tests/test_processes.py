@@ -123,9 +123,10 @@ def test_four_worker_processes_run_each_of_10000_jobs_exactly_once(
 def test_crash_drill_sigkill_loses_nothing(kind: str, prefetch: int, tmp_path: Path) -> None:
     """Workers are killed with SIGKILL at random moments and replaced. Afterwards every job has
     completed or is dead-lettered, and a job ran more than once only if a killed worker had it."""
-    # A lease of 2 s: long enough that a live worker slowed down by a loaded machine does not lose
-    # its jobs (that would be a duplicate no kill explains), short enough to bring killed ones back.
-    config = config_for(kind, tmp_path, lease_time=2.0, max_retries=5)
+    # A short lease brings killed workers' jobs back soon. A live worker keeps its jobs however
+    # slowly a loaded machine runs them: its heartbeat renews their leases (every lease_time / 6),
+    # so only a worker whose event loop gets no CPU for half a lease (0.25 s) could lose one.
+    config = config_for(kind, tmp_path, lease_time=0.5, max_retries=5)
     log = tmp_path / "runs.log"
     n = 1_500
     dispatch(config, [Numbered(i, work=0.002) for i in range(n)])

@@ -364,7 +364,9 @@ class BaseQueueDriver(abc.ABC):
 
     @on_clock_loop
     async def process(self, queues: Sequence[str] | None = None) -> bool:
-        """Run at most one available job, through retries and dead-lettering. True if one ran."""
+        """Run at most one available job, through retries and dead-lettering. True if one ran.
+        Its lease is not renewed (a worker's heartbeat does that): a job that runs longer than
+        ``lease_time`` here may be delivered again to a worker meanwhile."""
         from ..execution import execute
 
         record = await self.reserve(queues, worker=None)
