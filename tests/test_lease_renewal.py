@@ -237,3 +237,61 @@ def test_renewal_events_reach_metrics_and_stats_without_being_counted_as_anythin
         metrics = queue.stats()["metrics"]
         assert (metrics["jobs_completed"], metrics["leases_expired"], metrics["leases_lost"]) == (1, 0, 0)
         assert metrics["attempts_failed"] == 0 and queue.stats()["leases_renewed"] == 4
+
+
+# ============================================================================== Redis
+def test_redis_renews_all_the_leases_in_one_round_trip_and_checks_before_it_writes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """One script call for a worker's leases; a foreign value at the queue's `reserved` key is a
+    StorageError naming the key, and nothing was changed."""
+    import redis
+
+    from khadem_lab import RedisStorageDriver, StorageError
+
+    from .conftest import REDIS_URL, redis_queue_name
+
+    sim = Simulation()
+    registry = JobRegistry()
+    registry.register(Task)
+    name = redis_queue_name("renew")
+    driver = RedisStorageDriver(
+        DriverConfig(name="r", lease_time=timedelta(seconds=60)),
+        url=REDIS_URL,
+        queue_name=name,
+        clock=sim.clock,
+        registry=registry,
+    )
+    try:
+        sim.run(driver.push_many([Task(f"t{i}") for i in range(3)]))
+        held = [sim.run(driver.reserve(None, worker="w")) for _ in range(3)]
+        records = [r for r in held if r is not None]
+        sim.advance(seconds=30)
+        sent: list[Any] = []
+        send = redis.connection.AbstractConnection.send_packed_command
+
+        def counting(self: Any, command: Any, check_health: bool = True) -> None:
+            sent.append(command)
+            send(self, command, check_health)
+
+        monkeypatch.setattr(redis.connection.AbstractConnection, "send_packed_command", counting)
+        assert sim.run(driver.renew_records(records, sim.time())) == [True, True, True]
+        assert len(sent) == 1
+        monkeypatch.undo()
+        assert [r.reserved_until for r in records] == [sim.time() + 60] * 3
+        assert sim.run(driver.next_lease_expiry()) == sim.time() + 60
+
+        with redis.Redis.from_url(REDIS_URL) as client:
+            key = f"{driver.prefix}reserved"
+            saved = client.dump(key)
+            client.delete(key)
+            client.set(key, "not ours")
+            with pytest.raises(StorageError, match=f"{key} holds a string, not a zset"):
+                sim.run(driver.renew_records(records, sim.time() + 10))
+            assert client.get(key) == b"not ours"
+            assert [r.reserved_until for r in records] == [sim.time() + 60] * 3
+            client.delete(key)
+            client.restore(key, 0, saved)
+    finally:
+        sim.run(driver.dispose())
+        sim.close()
