@@ -115,24 +115,27 @@ class Worker:
     # -- running -------------------------------------------------------------------------------
     async def run(self) -> WorkerStats:
         """Run until stopped; returns the stats. Normally awaited through the manager."""
+        try:
+            return await self._run()
+        finally:
+            self.heartbeat.stop()  # a stopped worker renews nothing: its jobs' leases run out
+
+    async def _run(self) -> WorkerStats:
         clock = self.driver.clock
         if self.timeout is not None:
             self._deadline = clock.time() + self.timeout
-        try:
-            if self.concurrency == 1:
-                await self._slot(self.name)
-            else:
-                slots = [
-                    asyncio.ensure_future(self._slot(f"{self.name}.{i + 1}")) for i in range(self.concurrency)
-                ]
-                try:
-                    await asyncio.gather(*slots)
-                except BaseException:
-                    for slot in slots:
-                        slot.cancel()
-                    raise
-        finally:
-            self.heartbeat.stop()
+        if self.concurrency == 1:
+            await self._slot(self.name)
+        else:
+            slots = [
+                asyncio.ensure_future(self._slot(f"{self.name}.{i + 1}")) for i in range(self.concurrency)
+            ]
+            try:
+                await asyncio.gather(*slots)
+            except BaseException:
+                for slot in slots:
+                    slot.cancel()
+                raise
         return self.stats
 
     def request_stop(self) -> None:

@@ -73,17 +73,22 @@ def crash_scenario(*arrivals: Burst) -> Scenario:
 
 
 def test_a_crashed_worker_s_job_comes_back_after_its_lease() -> None:
-    # worker 1 crashes at 30 s holding job 1 (leased at 0 s for a minute); idle worker 2 takes it
-    # back the instant the lease ends (60 s), runs it (2 minutes), then job 2 (arrived at 90 s)
+    # worker 1 crashes at 30 s holding job 1 (leased at 0 s for a minute, renewed by its heartbeat
+    # at 20 s until 80 s); idle worker 2 takes it back the instant that lease ends (80 s), runs it
+    # (2 minutes), then job 2 (arrived at 90 s)
     result = crash_scenario(Burst(at=90, count=1)).run(until=timedelta(minutes=10))
     one = result.attempts[result.attempts["job_id"] == "1"]
     assert one["outcome"].tolist() == ["lease_expired", "completed"]
     assert one["worker"].tolist() == ["worker-1", "worker-2"]
     t0 = pd.Timestamp(result.scenario.start)
-    assert one["ended"].iloc[0] == t0 + pd.Timedelta(seconds=60)
-    assert one["started"].iloc[1] == t0 + pd.Timedelta(seconds=60)
+    events = result.events
+    first = events[(events["job_id"] == "1") & (events["attempt"] == 1)]
+    renewed = first[first["kind"] == "lease_renewed"]
+    assert renewed["time"].tolist() == [t0 + pd.Timedelta(seconds=20)]
+    assert one["ended"].iloc[0] == t0 + pd.Timedelta(seconds=80)
+    assert one["started"].iloc[1] == t0 + pd.Timedelta(seconds=80)
     two = result.attempts[result.attempts["job_id"] == "2"]
-    assert two["started"].tolist() == [t0 + pd.Timedelta(seconds=180)]
+    assert two["started"].tolist() == [t0 + pd.Timedelta(seconds=200)]
     assert result.jobs["final_state"].tolist() == ["completed", "completed"]
 
 
