@@ -26,6 +26,8 @@ import weakref
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
+from .records import JobStatus
+
 if TYPE_CHECKING:
     from .drivers.base import BaseQueueDriver
     from .records import JobRecord
@@ -36,6 +38,7 @@ log = logging.getLogger(__name__)
 BEATS_PER_LEASE = 6
 #: A lease is renewed at a beat when this fraction of ``lease_time`` or less is left.
 RENEW_WHEN_LEFT = 2 / 3
+_RESERVED = JobStatus.RESERVED
 #: Drivers without renewal whose workers have said so (once per driver).
 _WARNED: weakref.WeakSet[BaseQueueDriver] = weakref.WeakSet()
 #: Leeway in seconds for float rounding, so a lease exactly at the threshold is renewed.
@@ -127,8 +130,12 @@ class Heartbeat:
             now = self.driver.clock.time()
             held = [cell[0] for cell in self.cells if cell[0] is not None]
             held += self.held
-            due = [
-                r for r in held if r.reserved_until is not None and r.reserved_until - now <= self.threshold
+            due = [  # not one already settled (its worker may still be in a callback)
+                r
+                for r in held
+                if r.status is _RESERVED
+                and r.reserved_until is not None
+                and r.reserved_until - now <= self.threshold
             ]
             if due:
                 await self._renew(due)

@@ -112,6 +112,7 @@ class RowDriver(BaseQueueDriver):
         if not self._holds(record):
             return False
         del self.rows[record.id]
+        record.status, record.reserved_until = JobStatus.COMPLETED, None
         return True
 
     async def release_record(self, record: JobRecord) -> bool:

@@ -9,6 +9,7 @@ taken over, storage trouble during a beat, a driver without renewal, and a froze
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import signal
@@ -24,8 +25,10 @@ import pytest
 
 from khadem_lab import DriverConfig, EventKind, InMemoryDriver, JobRegistry, Simulation, SQLiteDriver
 from khadem_lab.drivers.base import BaseQueueDriver
+from khadem_lab.execution import Hooks
 from khadem_lab.testing import DriverCase, QueueHarness, QueueMaker
 from khadem_lab.testing.checks import Task
+from khadem_lab.worker import Worker
 
 from .conftest import RowDriver
 from .test_processes import config_for, dispatch, read_log, start_worker
@@ -97,6 +100,24 @@ def test_a_renewal_that_finds_its_lease_taken_over_is_an_event_and_the_run_settl
     assert (a.stats.leases_renewed, a.stats.lease_renewals_failed, a.stats.lease_lost) == (1, 1, 0)
     stats = queue.stats()
     assert (stats["leases_renewed"], stats["lease_renewals_failed"], stats["queue_depth"]) == (1, 1, 0)
+
+
+def test_a_job_settled_while_its_worker_is_still_in_a_callback_is_not_renewed(make_queue: QueueMaker) -> None:
+    """on_job_complete takes 40 s after a 10 s job was acked: beats in that time leave the settled
+    job alone (no renewal, no renewal_failed)."""
+    queue = make_queue(lease_time=timedelta(seconds=60))
+    queue.register(Task)
+    job_id = queue.dispatch(Task("quick", work=10))
+
+    async def slow_callback(job: Any, result: Any) -> None:
+        await asyncio.sleep(40)
+
+    worker = Worker(queue.driver, name="A", hooks=Hooks(on_job_complete=slow_callback))
+    worker.task = queue.sim.spawn(worker.run(), name="A")
+    queue.workers.append(worker)
+    queue.advance(100)
+    assert [k for _, k, _ in queue.timeline(job_id)] == [K.DISPATCHED, K.RESERVED, K.STARTED, K.COMPLETED]
+    assert (worker.stats.completed, worker.stats.lease_renewals_failed, worker.stats.errors) == (1, 0, 0)
 
 
 # ============================================================================== the memory driver

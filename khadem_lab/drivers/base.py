@@ -146,7 +146,9 @@ class BaseQueueDriver(abc.ABC):
 
         This and the other two settles (release, bury) act only on the reservation they were
         given. If its lease ran out and the job was taken again since (another delivery holds it),
-        they change nothing and return False; otherwise they return True (None counts as True)."""
+        they change nothing and return False; otherwise they return True (None counts as True).
+        An ack should also mark ``record`` COMPLETED with no ``reserved_until`` (as the built-in
+        drivers do), so its worker's heartbeat stops renewing it at once (before its callbacks)."""
 
     @abc.abstractmethod
     async def release_record(self, record: JobRecord) -> bool | None:

@@ -910,7 +910,10 @@ class RedisStorageDriver(BaseQueueDriver):
     # A settle (ack, release, bury) only touches the reservation it was given: if the lease ran
     # out and another worker took the job since (attempts moved on), it is a no-op.
     async def ack_record(self, record: JobRecord) -> bool:
-        return bool(self._script(self._ack, record.id, record.attempts))
+        acked = bool(self._script(self._ack, record.id, record.attempts))
+        if acked:  # settled: a worker's heartbeat no longer renews it
+            record.status, record.reserved_until = JobStatus.COMPLETED, None
+        return acked
 
     async def release_record(self, record: JobRecord) -> bool:
         seq = int(

@@ -225,7 +225,10 @@ class SQLiteDriver(BaseQueueDriver):
     # A settle (ack, release, bury) only touches the reservation it was given: if the lease ran
     # out and another worker took the job since (attempts moved on), it is a no-op.
     async def ack_record(self, record: JobRecord) -> bool:
-        return await self._settle(record, self._ack)
+        acked = await self._settle(record, self._ack)
+        if acked:  # settled: a worker's heartbeat no longer renews it
+            record.status, record.reserved_until = JobStatus.COMPLETED, None
+        return acked
 
     def _ack(self, record: JobRecord) -> bool:
         return (
