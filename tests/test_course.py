@@ -6,8 +6,13 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import re
+import shutil
 import socket
+import subprocess
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -100,25 +105,75 @@ def closed_port() -> int:
         return int(sock.getsockname()[1])  # nothing listens there once the socket is closed
 
 
+def run_redis_notebook(url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Any, int, Any]:
+    """Run notebooks/15_redis.ipynb against ``url`` until it fails: the notebook, and the number and
+    output of its one error."""
+    monkeypatch.setenv("REDIS_URL", url)
+    notebook = nbformat.read(ROOT / "notebooks" / "15_redis.ipynb", as_version=4)
+    client = NotebookClient(
+        notebook, timeout=60, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+    )
+    with pytest.raises(CellExecutionError):
+        client.execute()
+    outputs = [(n, o) for n, c in enumerate(notebook.cells) for o in c.get("outputs", [])]
+    errors = [(n, o) for n, o in outputs if o["output_type"] == "error"]
+    assert len(errors) == 1
+    return notebook, *errors[0]
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[str]:
+    """A redis-server of this test's own, on a free port, nothing kept on disk: its URL."""
+    if shutil.which("redis-server") is None:
+        if os.environ.get("CI") == "true":
+            raise AssertionError("redis-server is not installed (.ci/run installs it)")
+        pytest.skip("redis-server is not installed")
+    port = closed_port()
+    server = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        for _ in range(100):  # until it listens
+            with socket.socket() as sock:
+                if sock.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.05)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+@pytest.mark.realtime
+def test_the_redis_notebook_refuses_to_run_beside_another_run_on_the_same_server(
+    private_redis: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import redis
+
+    # Given another run of the notebook holding the server (its guard key)
+    with redis.Redis.from_url(private_redis, decode_responses=True) as client:
+        client.set("khadem-course-15:running", "elsewhere:123")
+        client.set("khadem:{course-15}:seq", "41")  # that run's queue
+        # When the notebook runs against it
+        notebook, number, error = run_redis_notebook(private_redis, tmp_path, monkeypatch)
+        # Then it stops before it cleans anything, saying why and what to do
+        assert "clean(QUEUE, LIVE_QUEUE" in notebook.cells[number].source
+        assert "Another run of this notebook (elsewhere:123)" in error["evalue"]
+        assert "wait until it ends" in error["evalue"]
+        assert client.get("khadem:{course-15}:seq") == "41"
+
+
 @pytest.mark.realtime
 def test_the_redis_notebook_stops_at_its_connection_cell_with_how_to_start_redis(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Given no Redis server at the notebook's REDIS_URL
     url = f"redis://127.0.0.1:{closed_port()}/0"
-    monkeypatch.setenv("REDIS_URL", url)
-    notebook = nbformat.read(ROOT / "notebooks" / "15_redis.ipynb", as_version=4)
-    client = NotebookClient(
-        notebook, timeout=60, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
-    )
     # When it runs from the top
-    with pytest.raises(CellExecutionError):
-        client.execute()
+    notebook, number, error = run_redis_notebook(url, tmp_path, monkeypatch)
     # Then it stops at the cell that connects, with one error that names the URL and says what to do
-    outputs = [(n, o) for n, c in enumerate(notebook.cells) for o in c.get("outputs", [])]
-    errors = [(n, o) for n, o in outputs if o["output_type"] == "error"]
-    assert len(errors) == 1
-    number, error = errors[0]
     assert "REDIS_URL = os.environ.get" in notebook.cells[number].source
     assert error["ename"] == "RedisNotRunning"
     assert url in error["evalue"]
