@@ -135,11 +135,13 @@ def private_redis(tmp_path: Path) -> Iterator[str]:
         stdout=subprocess.DEVNULL,
     )
     try:
-        for _ in range(100):  # until it listens
+        for _ in range(200):  # until it listens (a real process starting)
             with socket.socket() as sock:
                 if sock.connect_ex(("127.0.0.1", port)) == 0:
                     break
             time.sleep(0.05)
+        else:
+            raise AssertionError(f"redis-server did not listen on port {port} within 10 s")
         yield f"redis://127.0.0.1:{port}/0"
     finally:
         server.terminate()
