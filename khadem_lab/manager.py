@@ -375,6 +375,7 @@ class QueueManager:
         driver: str | None = None,
         name: str | None = None,
         prefetch: int = 1,
+        burst: bool = False,
     ) -> ManagerCall[Worker]:
         """Start a worker, as in the spec: ``worker = await qm.start_worker(...)``.
 
@@ -384,8 +385,9 @@ class QueueManager:
         ``await worker.stop()``); otherwise return when it ends. ``concurrency``: jobs at once.
         ``queues``: the queues to take jobs from, in priority order (None: all). ``prefetch``:
         each slot reserves up to that many jobs at once and acks finished ones together (fewer
-        round trips to a remote store; the prefetched jobs are in hand: a graceful stop finishes
-        them, and a crash before their acks makes them run again once their leases end).
+        round trips to a remote store; a graceful stop releases the prefetched jobs not started
+        yet at once, and a crash before their acks makes them run again once their leases end).
+        ``burst``: end when no job is ready (as ``rq worker --burst``), instead of waiting.
         """
         start = self._start_worker(
             max_jobs,
@@ -398,6 +400,7 @@ class QueueManager:
             driver=driver,
             name=name,
             prefetch=prefetch,
+            burst=burst,
         )
         return ManagerCall(start, "QueueManager.start_worker", "...", self)
 
@@ -414,6 +417,7 @@ class QueueManager:
         driver: str | None,
         name: str | None,
         prefetch: int,
+        burst: bool = False,
     ) -> Worker:
         worker = Worker(
             self.get_driver(driver),
@@ -425,6 +429,7 @@ class QueueManager:
             timeout=timeout,
             hooks=hooks,
             prefetch=prefetch,
+            burst=burst,
         )
         self._workers.append(worker)
         if run_in_background:
