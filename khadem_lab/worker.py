@@ -58,6 +58,7 @@ class Worker:
         hooks: Hooks = NO_HOOKS,
         prefetch: int = 1,
         burst: bool = False,
+        release_on_stop: bool = False,
     ) -> None:
         if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
             raise ValueError(f"concurrency must be an integer >= 1, got {concurrency!r}")
@@ -70,6 +71,9 @@ class Worker:
         self.prefetch = prefetch
         #: Burst mode: a slot that finds no job ready ends, instead of waiting for one.
         self.burst = burst
+        #: On a graceful stop, give the jobs a prefetching slot reserved but has not started back
+        #: at once (for other workers), instead of running them first.
+        self.release_on_stop = release_on_stop
         self.driver = driver
         self.name = name
         self.queues = list(queues) if queues is not None else None
@@ -132,7 +136,9 @@ class Worker:
     def request_stop(self) -> None:
         """Ask the worker to stop after the jobs in hand (safe to call from a job or a callback)."""
         self._stopping = True
-        unstarted = [record for held in self._held.values() for record in held]
+        unstarted = (
+            [record for held in self._held.values() for record in held] if self.release_on_stop else []
+        )
         if unstarted and self._releasing is None:
             for held in self._held.values():
                 held.clear()
@@ -143,9 +149,10 @@ class Worker:
                 future.set_result(None)
 
     async def stop(self, *, graceful: bool = True) -> WorkerStats:
-        """Stop and wait for the worker to end. Graceful: jobs in hand finish first; jobs a
-        prefetching slot reserved but has not started are released at once (for another worker;
-        that delivery still counts as an attempt, as a lease that ran out would). Not graceful:
+        """Stop and wait for the worker to end. Graceful: jobs in hand finish first (with
+        ``release_on_stop``, jobs a prefetching slot reserved but has not started are released at
+        once instead, for other workers; that delivery still counts as an attempt, as a lease that
+        ran out would). Not graceful:
         they are cancelled and stay reserved until their lease runs out (then they run again)."""
         return await self.driver.clock.run_coroutine(self._stop(graceful))
 
@@ -290,7 +297,7 @@ class Worker:
                     await self._idle()
                     continue
                 held.extend(taken)
-                if self._stopping:  # stopped while reserving: give them back at once
+                if self._stopping and self.release_on_stop:  # stopped while reserving: give them back
                     unstarted = list(held)
                     held.clear()
                     await self._release_unstarted(unstarted)

@@ -135,7 +135,7 @@ def test_a_stopping_prefetching_worker_releases_the_jobs_it_has_not_started() ->
     with Simulation() as sim:
         qm = QueueManager(driver=InMemoryDriver(), clock=sim.clock)
         sim.run(qm.dispatch_batch([Sleeper(10), Sleeper(1), Sleeper(1)]))
-        worker = sim.run(qm.start_worker(run_in_background=True, prefetch=3))
+        worker = sim.run(qm.start_worker(run_in_background=True, prefetch=3, release_on_stop=True))
         sim.advance(seconds=2)
         assert sim.run(qm.driver.get_stats())["processing_count"] == 3
         # When it is stopped

@@ -116,6 +116,7 @@ async def _work(args: argparse.Namespace, qm: Any, types: list[str]) -> int:
             name=args.name or f"worker-{os.getpid()}",
             prefetch=args.prefetch,
             burst=args.burst,
+            release_on_stop=True,
         )
         stopper = _Stopper(worker, args.grace)
         loop = asyncio.get_running_loop()
