@@ -65,7 +65,7 @@ log = logging.getLogger(__name__)
 
 FSYNC_MODES = ("dispatch", "always", "never")
 #: Operations whose journal line is flushed before they return with ``fsync="dispatch"``.
-DURABLE_OPS = frozenset({"push", "requeue", "purge", "clear"})
+DURABLE_OPS = frozenset({"push", "requeue", "purge", "clear", "cancel"})
 DEFAULT_PATH = "./storage/queue"
 
 
@@ -428,6 +428,34 @@ class FileStorageDriver(BaseQueueDriver):
             records = [_copy(self._index.dead[job_id]) for job_id in ids]
             self._commit({"op": "purge", "ids": ids})
             return records
+
+    async def list_records(self, state: str, now: float, limit: int | None = None) -> list[JobRecord]:
+        with self._op():
+            if state == "reserved":
+                found = sorted(self._index.reserved.values(), key=lambda r: (r.reserved_until or 0.0, r.seq))
+            else:
+                due = state == "ready"
+                waiting = (
+                    r
+                    for r in self._index.jobs.values()
+                    if r.status is JobStatus.PENDING and (r.available_at <= now) == due
+                )
+                found = sorted(waiting, key=lambda r: (r.available_at, r.seq))
+            return [_copy(r) for r in (found if limit is None else found[:limit])]
+
+    async def get_record(self, job_id: str) -> JobRecord | None:
+        with self._op():
+            record = self._index.jobs.get(job_id) or self._index.dead.get(job_id)
+            return None if record is None else _copy(record)
+
+    async def cancel_record(self, job_id: str) -> JobRecord | None:
+        with self._op():
+            record = self._index.jobs.get(job_id)
+            if record is None or record.status is not JobStatus.PENDING:
+                return None
+            found = _copy(record)
+            self._commit({"op": "cancel", "id": job_id, "seq": record.seq})
+            return found
 
     async def compact(self) -> None:
         """Rewrite the snapshot now and start a new journal (the driver also does this by itself
