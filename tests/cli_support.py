@@ -81,12 +81,12 @@ def write_config(tmp_path: Path, kind: str, **extra: Any) -> Path:
     return path
 
 
-def dispatch(config: Path, jobs: list[QueueJob]) -> list[str]:
+def dispatch(config: Path, jobs: list[QueueJob], delay: float | None = None) -> list[str]:
     async def run() -> list[str]:
         qm = QueueManager(config)
         qm.load_from_config()
         try:
-            return await qm.dispatch_batch(jobs)
+            return await qm.dispatch_batch(jobs, delay=delay)
         finally:
             await qm.dispose()
 

@@ -10,7 +10,7 @@ import pytest
 from khadem_lab.cli import exits
 
 from .cli_jobs import FailsUntil, Note
-from .cli_support import dispatch, khadem, log_lines, write_config
+from .cli_support import dispatch, khadem, log_lines, start, stats, wait_until, write_config
 
 pytestmark = pytest.mark.realtime
 
@@ -61,3 +61,41 @@ def test_stats_prints_the_counts_as_a_table(tmp_path: Path) -> None:
     assert done.returncode == 0
     rows = dict(line.split(None, 1) for line in done.stdout.splitlines()[1:])
     assert (rows["queue_depth"], rows["ready_jobs"], rows["dlq.total_jobs"]) == ("2", "2", "0")
+
+
+@pytest.mark.parametrize("kind", ["file", "sqlite", "redis"])
+def test_jobs_lists_by_state_with_the_lease_holder_shows_and_cancels(kind: str, tmp_path: Path) -> None:
+    # Given a worker holding one job, one job waiting behind it and one delayed by an hour
+    config = write_config(tmp_path, kind, lease_time=600)
+    log, go, err = tmp_path / "jobs.log", tmp_path / "go", tmp_path / "w.log"
+    held, waiting = dispatch(config, [Note("held", str(log), wait_for=str(go)), Note("waiting", str(log))])
+    [later] = dispatch(config, [Note("later", str(log))], delay=3600)
+    worker = start("work", str(config), "--jobs", "tests.cli_jobs", "--name", "w-cli", stderr=err)
+    try:
+        wait_until(lambda: ("start", "held", worker.pid) in log_lines(log), "the worker to start a job")
+        # When the jobs are listed
+        listed = khadem("jobs", str(config), "list", "--json")
+        assert listed.returncode == 0, listed.stderr
+        rows = [json.loads(line) for line in listed.stdout.splitlines()]
+        # Then each is there in its state, the reserved one with its holder and lease end
+        assert [(r["id"], r["state"]) for r in rows] == [
+            (waiting, "ready"),
+            (later, "delayed"),
+            (held, "reserved"),
+        ]
+        assert rows[2]["reserved_by"] == "w-cli" and rows[2]["reserved_until"] > rows[2]["available_at"]
+        table = khadem("jobs", str(config), "list", "--state", "reserved").stdout
+        assert "lease holder" in table and "w-cli" in table and "1 job(s)" in table
+        shown = khadem("jobs", str(config), "show", later)
+        assert "state:          pending" in shown.stdout and '"name": "later"' in shown.stdout
+        # A running job cannot be cancelled; a waiting one can, and then no worker runs it
+        running = khadem("jobs", str(config), "cancel", held)
+        assert running.returncode == exits.FAILED and "w-cli holds it until" in running.stderr
+        cancelled = khadem("jobs", str(config), "cancel", later)
+        assert cancelled.returncode == 0 and f"cancelled job {later} (Note" in cancelled.stdout
+        assert khadem("jobs", str(config), "show", later).returncode == exits.NOT_FOUND
+        assert stats(config)["delayed_jobs"] == 0
+    finally:
+        go.touch()
+        worker.terminate()
+        worker.wait(timeout=120)

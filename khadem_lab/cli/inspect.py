@@ -11,7 +11,8 @@ from typing import Any
 
 from ..clock import to_datetime
 from ..dlq import DeadLetter
-from ..drivers.base import BaseQueueDriver
+from ..drivers.base import LIST_STATES, BaseQueueDriver
+from ..records import JobRecord, JobStatus
 from . import exits
 from .queue import import_jobs, open_queue
 
@@ -28,6 +29,11 @@ DLQ_EXAMPLE = """example:
   khadem-lab dlq queue.yaml retry 42 43          # back to their queue, attempts start over
   khadem-lab dlq queue.yaml retry --all
   khadem-lab dlq queue.yaml purge --yes"""
+JOBS_EXAMPLE = """example:
+  khadem-lab jobs queue.yaml list                      # ready, delayed and reserved jobs
+  khadem-lab jobs queue.yaml list --state reserved     # who holds what, and until when
+  khadem-lab jobs queue.yaml show 42
+  khadem-lab jobs queue.yaml cancel 42                 # a waiting job only"""
 
 
 def add_parsers(commands: Any, common: argparse.ArgumentParser) -> None:
@@ -64,6 +70,24 @@ def add_parsers(commands: Any, common: argparse.ArgumentParser) -> None:
     purge.add_argument("ids", nargs="*", metavar="ID")
     purge.add_argument("--yes", action="store_true", help="do not ask")
     dlq.set_defaults(run=run_dlq)
+
+    jobs = commands.add_parser(
+        "jobs",
+        parents=[queue],
+        help="list, show or cancel waiting and running jobs",
+        epilog=JOBS_EXAMPLE,
+        formatter_class=raw,
+    )
+    actions = jobs.add_subparsers(dest="action", required=True, metavar="ACTION")
+    listing = actions.add_parser("list", help="jobs by state, in the order workers take them")
+    listing.add_argument("--state", choices=LIST_STATES, help="only this state (default: all three)")
+    listing.add_argument("--limit", type=int, help="at most this many per state")
+    listing.add_argument("--json", action="store_true", help="print JSON lines")
+    show = actions.add_parser("show", help="one job: its state, lease, attempts and payload")
+    show.add_argument("id")
+    cancel = actions.add_parser("cancel", help="remove a waiting job so that no worker runs it")
+    cancel.add_argument("id")
+    jobs.set_defaults(run=run_jobs)
 
 
 # -- shared ------------------------------------------------------------------------------------------
@@ -218,6 +242,102 @@ def run_dlq(args: argparse.Namespace) -> int:
                 print("nothing deleted")
                 return exits.OK
         print(f"purged {await dlq.purge(args.ids or None)} job(s)")
+        return exits.OK
+
+    return _on_queue(args, action)
+
+
+# -- jobs --------------------------------------------------------------------------------------------
+def record_dict(record: JobRecord, state: str | None = None) -> dict[str, Any]:
+    data = record.to_dict()
+    data["state"] = state or record.status.value
+    for key in ("available_at", "created_at", "reserved_until", "failed_at"):
+        value = data[key]
+        data[key] = None if value is None else to_datetime(value).isoformat()
+    return data
+
+
+def run_jobs(args: argparse.Namespace) -> int:
+    async def action(driver: BaseQueueDriver) -> int:
+        now = driver.clock.time()
+        if args.action == "list":
+            states = [args.state] if args.state else list(LIST_STATES)
+            found = [
+                (state, r) for state in states for r in await driver.list_records(state, now, args.limit)
+            ]
+            if args.json:
+                for state, listed in found:
+                    print(json.dumps(record_dict(listed, state)))
+                return exits.OK
+            rows = [
+                [
+                    r.id,
+                    state,
+                    r.type,
+                    r.queue,
+                    str(r.attempts),
+                    when(r.available_at),
+                    r.reserved_by or "-",
+                    when(r.reserved_until),
+                ]
+                for state, r in found
+            ]
+            header = [
+                "id",
+                "state",
+                "type",
+                "queue",
+                "attempts",
+                "due (UTC)",
+                "lease holder",
+                "lease ends (UTC)",
+            ]
+            print(table(rows, header))
+            print(f"{len(found)} job(s)")
+            return exits.OK
+        record = await driver.get_record(args.id)
+        if record is None:
+            raise exits.CommandError(
+                f"no job with id {args.id!r} in queue {driver.name!r} (finished jobs are not kept; "
+                "see `jobs list` and `dlq list`)",
+                exits.NOT_FOUND,
+            )
+        if args.action == "show":
+            data = record_dict(record)
+            for key in (
+                "id",
+                "type",
+                "queue",
+                "state",
+                "attempts",
+                "max_retries",
+                "available_at",
+                "created_at",
+                "reserved_by",
+                "reserved_until",
+                "last_error",
+            ):
+                print(f"{key + ':':<16}{data[key] if data[key] is not None else '-'}")
+            print("payload:")
+            print(json.dumps(record.payload, indent=2, sort_keys=True))
+            return exits.OK
+        # cancel
+        if record.status is JobStatus.RESERVED:
+            raise exits.CommandError(
+                f"job {args.id} is running: {record.reserved_by or 'a worker'} holds it until "
+                f"{when(record.reserved_until)} UTC; only a waiting job can be cancelled",
+                exits.FAILED,
+            )
+        if record.status is JobStatus.DEAD:
+            raise exits.CommandError(
+                f"job {args.id} is dead-lettered: remove it with `dlq purge {args.id}`", exits.FAILED
+            )
+        cancelled = await driver.cancel_record(args.id)
+        if cancelled is None:  # taken by a worker in the meantime
+            raise exits.CommandError(
+                f"job {args.id} was taken by a worker meanwhile; not cancelled", exits.FAILED
+            )
+        print(f"cancelled job {cancelled.id} ({cancelled.type}, queue {cancelled.queue})")
         return exits.OK
 
     return _on_queue(args, action)
