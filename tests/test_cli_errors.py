@@ -101,7 +101,7 @@ def test_verbose_adds_the_traceback(tmp_path: Path) -> None:
 
 
 def test_every_command_has_an_example_in_its_help() -> None:
-    for command in ("work", "stats", "dlq", "jobs", "lab", "demo"):
+    for command in ("work", "stats", "dlq", "jobs", "simulate", "lab", "demo"):
         done = khadem(command, "--help")
         assert done.returncode == 0, (command, done.stderr)
         assert "example:" in done.stdout and f"khadem-lab {command}" in done.stdout.split("example:")[1], (
