@@ -107,3 +107,18 @@ def test_every_command_has_an_example_in_its_help() -> None:
         assert "example:" in done.stdout and f"khadem-lab {command}" in done.stdout.split("example:")[1], (
             command
         )
+
+
+def test_lab_without_a_notebooks_folder_says_where_it_looked(tmp_path: Path) -> None:
+    done = khadem("lab", "--notebooks", str(tmp_path / "nowhere"))
+    assert done.returncode == exits.USAGE
+    assert f"no notebooks folder at {tmp_path / 'nowhere'}: give one with --notebooks DIR" in error_line(
+        done.stderr
+    )
+
+
+def test_demo_runs_through_the_command() -> None:
+    done = khadem("demo", "--minutes", "3")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("What ran when (virtual time, 3 minutes from 2024-01-01 09:00 UTC):")
+    assert "Statistics (await qm.driver.get_stats()):" in done.stdout

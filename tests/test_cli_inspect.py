@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -10,7 +13,7 @@ import pytest
 from khadem_lab.cli import exits
 
 from .cli_jobs import FailsUntil, Note
-from .cli_support import dispatch, khadem, log_lines, start, stats, wait_until, write_config
+from .cli_support import ROOT, dispatch, env, khadem, log_lines, start, stats, wait_until, write_config
 
 pytestmark = pytest.mark.realtime
 
@@ -99,3 +102,25 @@ def test_jobs_lists_by_state_with_the_lease_holder_shows_and_cancels(kind: str, 
         go.touch()
         worker.terminate()
         worker.wait(timeout=120)
+
+
+def test_stats_watch_refreshes_until_interrupted_and_ends_with_0(tmp_path: Path) -> None:
+    config = write_config(tmp_path, "sqlite")
+    dispatch(config, [Note("a", str(tmp_path / "log"))])
+    out = tmp_path / "watch.out"
+    with out.open("wb") as stdout:
+        watcher = subprocess.Popen(
+            [sys.executable, "-m", "khadem_lab", "stats", str(config), "--watch", "0.05"],
+            cwd=ROOT,
+            env=env(),
+            stdout=stdout,
+            stderr=subprocess.PIPE,
+        )
+    try:
+        wait_until(lambda: out.read_text().count("queue_depth       1") >= 2, "two refreshes")
+        watcher.send_signal(signal.SIGINT)
+        assert watcher.wait(timeout=120) == 0
+    finally:
+        if watcher.poll() is None:
+            watcher.kill()
+            watcher.wait()
