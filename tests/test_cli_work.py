@@ -94,7 +94,8 @@ def test_sigterm_finishes_the_running_job_and_releases_the_prefetched_ones(kind:
 
 
 @pytest.mark.realtime
-def test_a_second_sigterm_stops_at_once(tmp_path: Path) -> None:
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_second_signal_stops_at_once(signum: signal.Signals, tmp_path: Path) -> None:
     # Given a worker running a job that would never finish by itself, with a grace of an hour
     config = write_config(tmp_path, "sqlite")
     log, err = tmp_path / "jobs.log", tmp_path / "w.log"
@@ -102,16 +103,33 @@ def test_a_second_sigterm_stops_at_once(tmp_path: Path) -> None:
     worker = start("work", str(config), "--jobs", "tests.cli_jobs", "--grace", "3600", stderr=err)
     try:
         wait_until(lambda: ("start", "stuck", worker.pid) in log_lines(log), "the job to start")
-        # When it gets SIGTERM (and says it is stopping), then SIGTERM again
-        worker.send_signal(signal.SIGTERM)
-        wait_until(lambda: "SIGTERM: stopping;" in err.read_text(), "the first SIGTERM to be handled")
-        worker.send_signal(signal.SIGTERM)
+        # When it gets the signal (and says it is stopping), then the signal again
+        worker.send_signal(signum)
+        wait_until(lambda: f"{signum.name}: stopping;" in err.read_text(), "the first signal to be handled")
+        worker.send_signal(signum)
         # Then it exits at once with the "cut off" code, the job not done (it is still reserved:
         # its lease brings it back)
         assert worker.wait(timeout=120) == 6, err.read_text()
         assert ("done", "stuck", worker.pid) not in log_lines(log)
-        assert "second SIGTERM: stopping at once; 1 running job(s) cut off" in err.read_text()
+        assert f"second {signum.name}: stopping at once; 1 running job(s) cut off" in err.read_text()
         assert stats(config)["processing_count"] == 1
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
+
+
+@pytest.mark.realtime
+def test_the_end_of_the_grace_period_stops_at_once(tmp_path: Path) -> None:
+    config = write_config(tmp_path, "sqlite")
+    log, err = tmp_path / "jobs.log", tmp_path / "w.log"
+    dispatch(config, [Note("stuck", str(log), wait_for=str(tmp_path / "never"))])
+    worker = start("work", str(config), "--jobs", "tests.cli_jobs", "--grace", "0.2", stderr=err)
+    try:
+        wait_until(lambda: ("start", "stuck", worker.pid) in log_lines(log), "the job to start")
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(timeout=120) == 6, err.read_text()
+        assert "grace period over: stopping at once; 1 running job(s) cut off" in err.read_text()
     finally:
         if worker.poll() is None:
             worker.kill()
