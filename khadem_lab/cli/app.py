@@ -29,7 +29,7 @@ examples:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import inspect, lab, simulate, work
+    from . import inspection, lab, simulate, work
 
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
@@ -41,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="show tracebacks of errors")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     work.add_parser(commands, common)
-    inspect.add_parsers(commands, common)
+    inspection.add_parsers(commands, common)
     simulate.add_parser(commands, common)
     lab.add_parsers(commands, common)
     return parser
