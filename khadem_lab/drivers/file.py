@@ -6,7 +6,7 @@ How it stores jobs (files: :mod:`khadem_lab.drivers.filelog`):
   and the *generation* of the journal that continues it; it is only ever replaced whole
   (write a temporary file, fsync, rename), so a reader sees the old one or the new one.
 - ``journal-G.log`` holds every operation since that snapshot, one JSON line each (push, reserve,
-  ack, release, bury, reclaim, requeue, purge, clear), appended with one ``write()``. A dispatch
+  ack, release, bury, reclaim, requeue, purge, clear, cancel), appended with one ``write()``. A dispatch
   costs one short line, whatever the number of jobs stored.
 - Every operation takes ``fcntl.flock`` on ``lock``, reads the journal lines other processes
   appended since its last look (from its own offset: no rescan), applies them to an in-memory
@@ -76,7 +76,7 @@ def _copy(record: JobRecord) -> JobRecord:
 class FileStorageDriver(BaseQueueDriver):
     """Persistent, crash-safe, shared by several processes on one machine (see the module doc).
 
-    ``fsync="dispatch"`` (default): a dispatch (and a dead-letter requeue, purge or clear) is on
+    ``fsync="dispatch"`` (default): a dispatch (and a dead-letter requeue, purge, clear or cancel) is on
     disk before it returns; reserve, ack and retry lines are not flushed one by one (a flush of a
     later line takes them along): a crashed process loses nothing, a power loss may undo the last
     few, which at worst runs a job again, never loses one. ``"always"``: every operation is on disk
