@@ -62,7 +62,11 @@ class Thresholds:
     """What the monitor checks; None switches a check off. The spec's "What to Monitor" gives the
     defaults: a success rate below 90 % and a queue over 100 jobs.
 
-    ``success_rate``: fires *below* this (0.0-1.0; needs ``track_metrics``). ``queue_depth``:
+    ``recent_success_rate``: fires *below* this (0.0-1.0), the share of the jobs finished since
+    the previous check that completed (completed / (completed + failed for good); not measured
+    while none finished). ``success_rate``: the same over every job since the metrics started, as
+    the spec's example reads it: off by default, because volume dilutes it (an outage after a busy
+    day barely moves it, and it stays low long after). Both need ``track_metrics``. ``queue_depth``:
     fires above this many jobs waiting or running. ``oldest_ready``: fires when a ready job has
     waited longer than this (seconds or a timedelta). ``expired_leases``: fires when more than this
     many jobs lost their worker (leases that ran out since the last check, or are past their end
@@ -70,7 +74,8 @@ class Thresholds:
     longer than this (seconds or a timedelta; needs ``track_metrics``).
     """
 
-    success_rate: LimitLike = 0.9
+    recent_success_rate: LimitLike = 0.9
+    success_rate: LimitLike = None
     queue_depth: LimitLike = 100
     oldest_ready: LimitLike | timedelta = None
     expired_leases: LimitLike = None
@@ -96,9 +101,10 @@ class Thresholds:
 
 
 #: The checks, in the order they run; the ones that fire when the value goes *below* the limit.
-CHECKS = ("success_rate", "queue_depth", "oldest_ready", "expired_leases", "idle")
-FIRES_BELOW = frozenset({"success_rate"})
+CHECKS = ("recent_success_rate", "success_rate", "queue_depth", "oldest_ready", "expired_leases", "idle")
+FIRES_BELOW = frozenset({"recent_success_rate", "success_rate"})
 _WHAT = {
+    "recent_success_rate": "success rate since the last check",
     "success_rate": "success rate",
     "queue_depth": "queue depth",
     "oldest_ready": "oldest ready job's wait",
@@ -128,7 +134,7 @@ class Alert:
         return f"[{self.driver}] ALERT: {what} {self._show(self.value)}, {side} {self._show(self.limit)}"
 
     def _show(self, value: float) -> str:
-        if self.check == "success_rate":
+        if self.check in FIRES_BELOW:
             return f"{value * 100:.1f}%"
         if self.check in ("oldest_ready", "idle"):
             return f"{value:g} s"
@@ -183,6 +189,7 @@ class QueueMonitor:
         self._started = self.driver.clock.time()
         self._activity: tuple[int, float] | None = None  # (finished count, when it last changed)
         self._leases_expired: int | None = None
+        self._outcomes: tuple[int, int] | None = None  # (completed, failed for good) at the last check
 
     # -- running ----------------------------------------------------------------------------------
     async def start(self) -> QueueMonitor:
@@ -195,6 +202,9 @@ class QueueMonitor:
     async def _start(self) -> QueueMonitor:
         if self.task is None or self.task.done():
             self._started = self.driver.clock.time()
+            metrics = self.driver.metrics
+            if metrics is not None:  # the first window starts now
+                self._outcomes = (metrics.jobs_completed, metrics.jobs_failed)
             self.task = asyncio.get_running_loop().create_task(self._loop(), name="queue-monitor")
         return self
 
@@ -271,6 +281,7 @@ class QueueMonitor:
         finished = None
         if metrics is not None:
             values["success_rate"] = float(metrics["success_rate"])
+            values["recent_success_rate"] = self._recent_success_rate(metrics)
             finished = int(metrics["jobs_completed"]) + int(metrics["attempts_failed"])
         if "oldest_ready" in self.limits:
             earliest = await driver.next_available_at(None)
@@ -285,6 +296,15 @@ class QueueMonitor:
             waiting = stats["pending_count"] > 0
             values["idle"] = now - self._activity[1] if waiting else 0.0
         return Reading(to_datetime(now), values)
+
+    def _recent_success_rate(self, metrics: dict[str, Any]) -> float | None:
+        """Completed / finished among the jobs finished since the last check (or since the
+        metrics started, at a first check without :meth:`start`); None if none finished."""
+        outcomes = (int(metrics["jobs_completed"]), int(metrics["jobs_failed"]))
+        before = self._outcomes or (0, 0)
+        self._outcomes = outcomes
+        done, failed = outcomes[0] - before[0], outcomes[1] - before[1]
+        return done / (done + failed) if done + failed > 0 else None
 
     async def _expired_leases(self, now: float, metrics: dict[str, Any] | None) -> int:
         """Leases that ran out since the last check (this process's metrics) plus the reserved

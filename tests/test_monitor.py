@@ -60,12 +60,40 @@ def test_a_depth_alert_fires_once_and_clears_once_past_its_clear_level() -> None
         assert len(seen) == 2  # stopped: no more checks
 
 
+def test_the_recent_success_rate_fires_on_an_outage_that_the_cumulative_rate_hides() -> None:
+    with Simulation() as sim:
+        qm = QueueManager(driver=InMemoryDriver(), clock=sim.clock)
+        monitor = sim.run(QueueMonitor(qm, interval=60, thresholds=Thresholds(success_rate=0.9)).start())
+        sim.run(qm.start_worker(run_in_background=True))
+        sim.run(qm.dispatch_batch([Work(0.1) for _ in range(100)]))  # a busy, healthy minute
+        sim.advance(minutes=1)
+        sim.run(qm.dispatch_batch([Work(1, fails=True) for _ in range(5)]))  # then an outage
+        sim.advance(minutes=1)
+        sim.advance(minutes=1)  # nothing finished: not measured, the alert stays
+        sim.run(qm.dispatch_batch([Work(1) for _ in range(10)]))  # the service is back
+        sim.advance(minutes=1)
+        # 100 of 105 (95 %) overall never crossed 90 %; the last minute's 0 % did
+        assert timeline(sim, monitor.history) == [
+            (120, "recent_success_rate", True, 0.0),
+            (240, "recent_success_rate", False, 1.0),
+        ]
+        assert monitor.last is not None and monitor.last.values["success_rate"] == 110 / 115
+        assert (
+            monitor.history[0].message
+            == "[memory] ALERT: success rate since the last check 0.0%, below 90.0%"
+        )
+
+
 def test_the_success_rate_alert_fires_below_the_limit_and_clears_above_its_clear_level() -> None:
     with Simulation() as sim:
         qm = QueueManager(driver=InMemoryDriver(), clock=sim.clock)
         monitor = sim.run(
             QueueMonitor(
-                qm, interval=60, thresholds=Thresholds(success_rate=Limit(0.9, clear=0.95), queue_depth=None)
+                qm,
+                interval=60,
+                thresholds=Thresholds(
+                    success_rate=Limit(0.9, clear=0.95), recent_success_rate=None, queue_depth=None
+                ),
             ).start()
         )
         sim.run(qm.start_worker(run_in_background=True))
