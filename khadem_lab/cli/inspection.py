@@ -81,7 +81,7 @@ def add_parsers(commands: Any, common: argparse.ArgumentParser) -> None:
     actions = jobs.add_subparsers(dest="action", required=True, metavar="ACTION")
     listing = actions.add_parser("list", help="jobs by state, in the order workers take them")
     listing.add_argument("--state", choices=LIST_STATES, help="only this state (default: all three)")
-    listing.add_argument("--limit", type=int, help="at most this many per state")
+    listing.add_argument("--limit", type=int, default=100, help="at most this many per state (default 100)")
     listing.add_argument("--json", action="store_true", help="print JSON lines")
     show = actions.add_parser("show", help="one job: its state, lease, attempts and payload")
     show.add_argument("id")
