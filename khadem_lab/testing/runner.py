@@ -71,7 +71,7 @@ class ContractReport:
         return not self.failed
 
     def summary(self) -> str:
-        """``'rows: 52 checks, 51 passed, 0 failed, 1 skipped'``."""
+        """``'rows: 54 checks, 51 passed, 0 failed, 3 skipped'``."""
         return (
             f"{self.driver}: {len(self.results)} checks, {len(self.passed)} passed, "
             f"{len(self.failed)} failed, {len(self.skipped)} skipped"
