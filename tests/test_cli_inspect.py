@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -117,7 +118,8 @@ def test_stats_watch_refreshes_until_interrupted_and_ends_with_0(tmp_path: Path)
             stderr=subprocess.PIPE,
         )
     try:
-        wait_until(lambda: out.read_text().count("queue_depth       1") >= 2, "two refreshes")
+        refreshes = re.compile(r"^queue_depth +1$", re.MULTILINE)  # the column is as wide as the longest key
+        wait_until(lambda: len(refreshes.findall(out.read_text())) >= 2, "two refreshes")
         watcher.send_signal(signal.SIGINT)
         assert watcher.wait(timeout=120) == 0
     finally:
