@@ -44,6 +44,7 @@ redis-py is imported when a driver is built, so the rest of the package works wi
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import math
@@ -51,6 +52,7 @@ import re
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from ..clock import SystemClock
 from ..config import DriverConfig
 from ..errors import ConfigError, StorageError
 from ..records import LEASE_EXPIRED_ERROR, JobRecord, JobStatus, QueueCounts
@@ -58,6 +60,7 @@ from .base import BaseQueueDriver
 
 if TYPE_CHECKING:
     from redis import Redis
+    from redis.asyncio import Redis as AsyncRedis
     from redis.commands.core import Script
 
 log = logging.getLogger(__name__)
@@ -684,6 +687,9 @@ class RedisStorageDriver(BaseQueueDriver):
                 ) from None
         else:
             self.client = redis.Redis(host=host, port=port, db=db, password=password, **options)
+        #: How to build the asyncio client of an event loop (the system clock's calls go there).
+        self._async_options = dict(options, url=url, host=host, port=port, db=db, password=password)
+        self._async_clients: dict[asyncio.AbstractEventLoop, AsyncRedis] = {}
         self._errors: tuple[type[Exception], ...] = (redis.RedisError,)
         self._no_script: type[Exception] = redis.exceptions.NoScriptError
         self._redis = redis
@@ -763,11 +769,63 @@ class RedisStorageDriver(BaseQueueDriver):
             message = f"{server} (queue keys {self.prefix}*) cannot be used: {type(exc).__name__}: {text}."
         return StorageError(message)
 
-    def _script(self, script: Script, *args: str | int) -> Any:
-        return self._io(lambda: script(keys=self._keys, args=args))
+    # Two ways to make a round trip, one set of scripts and replies. On the system clock, through
+    # redis-py's asyncio client (one per event loop): the call is awaited, so the round trips of
+    # concurrent dispatches and of a worker's slots overlap. On any other clock (a Simulation's),
+    # through the synchronous client: the round trip holds the whole loop, so virtual time stands
+    # still while it is in flight and nothing else runs in between; that is what keeps a
+    # simulation's history the same, row for row, on every run. (Awaiting there, even with the
+    # virtual loop's I/O hold, would let other tasks of the same instant run for as many loop
+    # iterations as the reply takes in real time: their order would depend on the machine.)
+    def _overlaps(self) -> bool:
+        """True if this call is made through the asyncio client (the system clock)."""
+        return type(self.clock) is SystemClock
 
-    def _first_score(self, key: str) -> float | None:
-        first = self._io(lambda: self.client.zrange(key, 0, 0, withscores=True), key)
+    def _async_client(self) -> AsyncRedis:
+        """This event loop's asyncio client (a client's connections belong to one loop)."""
+        loop = asyncio.get_running_loop()
+        client = self._async_clients.get(loop)
+        if client is None:
+            import redis.asyncio
+            from redis.asyncio.retry import Retry
+            from redis.backoff import NoBackoff
+
+            for other in [old for old in self._async_clients if old.is_closed()]:
+                del self._async_clients[other]  # its loop is gone, and its sockets with it
+            options = dict(self._async_options, retry=Retry(NoBackoff(), 0))
+            url = options.pop("url")
+            if url is not None:
+                for name in ("host", "port", "db", "password"):
+                    del options[name]
+                client = redis.asyncio.Redis.from_url(url, **options)
+            else:
+                client = redis.asyncio.Redis(**options)
+            self._async_clients[loop] = client
+        return client
+
+    async def _script(self, script: Script, *args: str | int) -> Any:
+        """One script call by EVALSHA (loaded first if the server does not have it): one round trip."""
+        keys = self._keys
+        if not self._overlaps():
+            return self._io(lambda: script(keys=keys, args=args))
+        client = self._async_client()
+        try:
+            try:
+                return await client.evalsha(script.sha, len(keys), *keys, *args)
+            except self._no_script:
+                await client.script_load(script.script)
+                return await client.evalsha(script.sha, len(keys), *keys, *args)
+        except self._errors as exc:
+            raise self._storage_error(exc, None) from None
+
+    async def _first_score(self, key: str) -> float | None:
+        if self._overlaps():
+            try:
+                first = await self._async_client().zrange(key, 0, 0, withscores=True)
+            except self._errors as exc:
+                raise self._storage_error(exc, key) from None
+        else:
+            first = self._io(lambda: self.client.zrange(key, 0, 0, withscores=True), key)
         return float(first[0][1]) if first else None
 
     def _noted(self, notes: Sequence[bytes]) -> None:
@@ -822,7 +880,7 @@ class RedisStorageDriver(BaseQueueDriver):
                 )
             args.append(head + tail + payload)  # the body: a JSON header line, the payload's JSON
         args[count_at] = count
-        first = int(self._io(lambda: self._push(keys=self._keys, args=args)))
+        first = int(await self._script(self._push, *args))
         for offset, record in enumerate(records):
             record.seq = first + offset
             record.id = str(record.seq)  # unique across processes, and the same in every rerun
@@ -840,7 +898,7 @@ class RedisStorageDriver(BaseQueueDriver):
         if queues is not None and not queues:
             return None
         lease = repr(self.lease_seconds)
-        return self._taken(self._script(self._reserve, repr(now), lease, _opt(worker), *(queues or ())))
+        return self._taken(await self._script(self._reserve, repr(now), lease, _opt(worker), *(queues or ())))
 
     async def take_records(
         self,
@@ -860,7 +918,7 @@ class RedisStorageDriver(BaseQueueDriver):
         calls: list[tuple[Script, list[Any]]] = [(self._ack, [r.id, r.attempts]) for r in acks]
         calls.append((self._reclaim, [repr(now), LEASE_EXPIRED_ERROR]))
         calls += [(self._reserve, reserve_args)] * limit
-        replies = self._pipelined(calls)
+        replies = await self._pipelined(calls)
         acked: list[bool | None] = [bool(reply) for reply in replies[: len(acks)]]
         reclaimed = self._reclaimed(replies[len(acks)])
         taken = [r for r in map(self._taken, replies[len(acks) + 1 :]) if r is not None]
@@ -870,26 +928,38 @@ class RedisStorageDriver(BaseQueueDriver):
         """The ack scripts of several jobs in one pipeline: one round trip."""
         if len(records) == 1:
             return [await self.ack_record(records[0])]
-        replies = self._pipelined([(self._ack, [r.id, r.attempts]) for r in records])
+        replies = await self._pipelined([(self._ack, [r.id, r.attempts]) for r in records])
         return [bool(reply) for reply in replies]
 
-    def _pipelined(self, calls: Sequence[tuple[Script, list[Any]]]) -> list[Any]:
+    async def _pipelined(self, calls: Sequence[tuple[Script, list[Any]]]) -> list[Any]:
         """Script calls by EVALSHA in one pipeline: one round trip, each script atomic, in order.
         (redis-py's own script pipelining first asks SCRIPT EXISTS: a second round trip.) After a
         server restart or SCRIPT FLUSH the server answers NOSCRIPT from that point on: the
         scripts are loaded and the calls that were refused run again, in order, so each call
         runs exactly once."""
-
         keys = self._keys
+        overlaps = self._overlaps()
+        client: Any = self._async_client() if overlaps else self.client
 
-        def run() -> list[Any]:
-            replies: list[Any] = []
-            pending = list(calls)
+        async def send(pending: list[tuple[Script, list[Any]]]) -> list[Any]:
+            pipe = client.pipeline(transaction=False)
+            for script, args in pending:
+                pipe.evalsha(script.sha, len(keys), *keys, *args)
+            if overlaps:
+                return list(await pipe.execute(raise_on_error=False))
+            return list(self._io(lambda: pipe.execute(raise_on_error=False)))
+
+        async def load(script: Script) -> None:
+            if overlaps:
+                await client.script_load(script.script)
+            else:
+                self._io(lambda: client.script_load(script.script))
+
+        replies: list[Any] = []
+        pending = list(calls)
+        try:
             while pending:
-                pipe = self.client.pipeline(transaction=False)
-                for script, args in pending:
-                    pipe.evalsha(script.sha, len(keys), *keys, *args)
-                answers = pipe.execute(raise_on_error=False)
+                answers = await send(pending)
                 refused = next((n for n, a in enumerate(answers) if isinstance(a, self._no_script)), None)
                 done = answers if refused is None else answers[:refused]
                 for answer in done:
@@ -900,19 +970,19 @@ class RedisStorageDriver(BaseQueueDriver):
                     break
                 pending = pending[refused:]
                 for script in {id(script): script for script, _ in pending}.values():
-                    self.client.script_load(script.script)
-            return replies
-
-        return list(self._io(run))
+                    await load(script)
+        except self._errors as exc:
+            raise self._storage_error(exc, None) from None
+        return replies
 
     # A settle (ack, release, bury) only touches the reservation it was given: if the lease ran
     # out and another worker took the job since (attempts moved on), it is a no-op.
     async def ack_record(self, record: JobRecord) -> bool:
-        return bool(self._script(self._ack, record.id, record.attempts))
+        return bool(await self._script(self._ack, record.id, record.attempts))
 
     async def release_record(self, record: JobRecord) -> bool:
         seq = int(
-            self._script(
+            await self._script(
                 self._release,
                 record.id,
                 record.attempts,
@@ -927,7 +997,7 @@ class RedisStorageDriver(BaseQueueDriver):
 
     async def bury_record(self, record: JobRecord) -> bool:
         seq = int(
-            self._script(
+            await self._script(
                 self._bury,
                 record.id,
                 record.attempts,
@@ -940,43 +1010,49 @@ class RedisStorageDriver(BaseQueueDriver):
             record.seq = seq  # dead letters are listed in the order they died
         return seq != 0
 
-    def lease_may_have_ended(self, now: float) -> bool:
-        earliest = self._first_score(self._keys[2])
-        return earliest is not None and earliest <= now
+    def lease_may_have_ended(self, now: float) -> bool:  # not async: asks the server synchronously
+        key = self._keys[2]
+        first = self._io(lambda: self.client.zrange(key, 0, 0, withscores=True), key)
+        return bool(first) and float(first[0][1]) <= now
 
     async def reclaim_expired(self, now: float) -> list[JobRecord]:
-        return self._reclaimed(self._script(self._reclaim, repr(now), LEASE_EXPIRED_ERROR))
+        return self._reclaimed(await self._script(self._reclaim, repr(now), LEASE_EXPIRED_ERROR))
 
     async def counts(self, now: float) -> QueueCounts:
-        ready, waiting, held, foreign = self._script(self._counts, repr(now))  # one consistent view
+        ready, waiting, held, foreign = await self._script(self._counts, repr(now))  # one consistent view
         self._foreign = int(foreign)
         return QueueCounts(int(ready), int(waiting) - int(ready), int(held))
 
     async def next_available_at(self, queues: Sequence[str] | None) -> float | None:
         if queues is not None and not queues:
             return None
-        earliest = self._script(self._next_at, *(queues or ()))
+        earliest = await self._script(self._next_at, *(queues or ()))
         return None if earliest is None else float(earliest)
 
     async def next_lease_expiry(self) -> float | None:
-        return self._first_score(self._keys[2])
+        return await self._first_score(self._keys[2])
 
     async def clear_records(self) -> int:
-        return int(self._script(self._clear))
+        return int(await self._script(self._clear))
 
     async def dead_records(self, limit: int | None = None) -> list[JobRecord]:
         if limit is not None and limit <= 0:
             return []
-        return [_record(fields) for fields in self._script(self._dead, -1 if limit is None else limit - 1)]
+        last = -1 if limit is None else limit - 1
+        return [_record(fields) for fields in await self._script(self._dead, last)]
 
     async def get_dead_record(self, job_id: str) -> JobRecord | None:
-        def read() -> list[Any]:
-            pipe = self.client.pipeline(transaction=True)  # one round trip, one consistent view
-            pipe.get(f"{self.prefix}job:{job_id}")
-            pipe.hmget(f"{self.prefix}state:{job_id}", list(FIELDS))
-            return list(pipe.execute(raise_on_error=False))
-
-        body, fields = self._io(read)
+        overlaps = self._overlaps()
+        pipe: Any = (self._async_client() if overlaps else self.client).pipeline(transaction=True)
+        pipe.get(f"{self.prefix}job:{job_id}")  # one round trip, one consistent view
+        pipe.hmget(f"{self.prefix}state:{job_id}", list(FIELDS))
+        if overlaps:
+            try:
+                body, fields = await pipe.execute(raise_on_error=False)
+            except self._errors as exc:
+                raise self._storage_error(exc, None) from None
+        else:
+            body, fields = self._io(lambda: pipe.execute(raise_on_error=False))
         if isinstance(body, Exception):  # a key of the job that holds another type: read as absent
             body = None
         if isinstance(fields, Exception):
@@ -985,11 +1061,11 @@ class RedisStorageDriver(BaseQueueDriver):
 
     async def requeue_dead_records(self, job_ids: Sequence[str] | None, now: float) -> list[JobRecord]:
         ids = ["*"] if job_ids is None else ["", *dict.fromkeys(job_ids)]
-        return [_record(fields) for fields in self._script(self._requeue, repr(now), *ids)]
+        return [_record(fields) for fields in await self._script(self._requeue, repr(now), *ids)]
 
     async def purge_dead_records(self, job_ids: Sequence[str] | None) -> list[JobRecord]:
         ids = ["*"] if job_ids is None else ["", *dict.fromkeys(job_ids)]
-        return [_record(fields) for fields in self._script(self._purge, "", *ids)]
+        return [_record(fields) for fields in await self._script(self._purge, "", *ids)]
 
     async def storage_info(self) -> dict[str, Any]:
         """The server, the key prefix, and how many entries the driver did not write were taken
@@ -998,6 +1074,11 @@ class RedisStorageDriver(BaseQueueDriver):
 
     async def close(self) -> None:
         self.client.close()
+        clients, self._async_clients = self._async_clients, {}
+        for loop, client in clients.items():
+            if loop is asyncio.get_running_loop():
+                await client.aclose()
+            # (a client of another loop is dropped: its connections belong to that loop)
 
     def __repr__(self) -> str:
         return f"RedisStorageDriver(name={self.name!r}, server={self.address!r}, prefix={self.prefix!r})"
