@@ -2,10 +2,13 @@
 
 Every operation that changes the queue is one Lua script (the Laravel / BullMQ pattern), so it is
 atomic: whatever runs a queue's scripts at the same time, on whatever machine, no job is taken
-twice and none is half-written. All keys of a queue live under one prefix, ``khadem:{QUEUE_NAME}:``,
-the name encoded by :func:`key_part` (``%``, ``:``, ``{`` and ``}`` percent-encoded, as are job queue
-names in keys), so no two names share a key and the braces are a Redis Cluster hash tag (one slot
-per queue). Entries and keys the driver did not write are handled as described before PRELUDE:
+twice and none is half-written. The scripts are files, ``redis_scripts/NAME.lua`` in the package,
+read at the first driver built (:func:`load_scripts`). All keys of a queue live under one prefix,
+``khadem:{QUEUE_NAME}:``, the name encoded by :func:`key_part` (``%``, ``:``, ``{`` and ``}``
+percent-encoded, as are job queue names in keys), so no two names share a key and the braces are a
+Redis Cluster hash tag (one slot per queue); the layout is written once, in :mod:`.rediskeys`.
+Entries and keys the driver did not write are handled as described at the top of
+``redis_scripts/prelude.lua``:
 
 - ``seq``: the counter ids and sequence numbers come from (``INCR``), so ids are unique across
   processes and the same in every rerun of a simulation;
@@ -33,11 +36,13 @@ So a batch dispatch of due jobs costs the server one ``MSET`` per 500 jobs and o
 1,000 (strings and a list append are the cheapest things Redis stores), inside one script call.
 
 Times come from the injected clock and are passed to the scripts as arguments (never Redis TIME,
-EXPIRE or a blocking pop's timeout). The client is redis-py's synchronous one: a round trip holds
-the event loop, so virtual time cannot move while a call is in flight, which keeps a Redis-backed
-queue deterministic under :class:`~khadem_lab.simulation.Simulation`. Times that a script computes
-(``reserved_until``) are stored with 17 significant digits, so they read back as the very double
-Python would have computed.
+EXPIRE or a blocking pop's timeout). On the system clock the calls go through redis-py's asyncio
+client and are awaited, so concurrent calls overlap; on a simulation's clock they go through the
+synchronous client: a round trip holds the event loop, so virtual time cannot move while a call is
+in flight and nothing else runs in between, which keeps a Redis-backed queue deterministic under
+:class:`~khadem_lab.simulation.Simulation` (see :meth:`RedisStorageDriver._overlaps`). Times that a
+script computes (``reserved_until``) are stored with 17 significant digits, so they read back as the
+very double Python would have computed.
 
 redis-py is imported when a driver is built, so the rest of the package works without it.
 """
@@ -50,6 +55,7 @@ import logging
 import math
 import re
 from collections.abc import Callable, Sequence
+from importlib import resources
 from typing import TYPE_CHECKING, Any
 
 from ..clock import SystemClock
@@ -57,6 +63,9 @@ from ..config import DriverConfig
 from ..errors import ConfigError, StorageError
 from ..records import LEASE_EXPIRED_ERROR, JobRecord, JobStatus, QueueCounts
 from .base import BaseQueueDriver
+from .rediskeys import fixed_keys, job_keys, key_part, lua_layout, prefix_of, queue_keys
+
+__all__ = ["RedisStorageDriver", "key_part", "redact_url"]
 
 if TYPE_CHECKING:
     from redis import Redis
@@ -81,16 +90,7 @@ FIELDS = (
 URL_SCHEMES = ("redis://", "rediss://", "unix://")
 COMPACT = (",", ":")
 HEADS_CACHED = 256  # job headers (all but the two times) kept per driver, for batch dispatch
-#: The queue's fixed keys, after its prefix, in the order every script gets them as KEYS.
-KEY_NAMES = ("seq", "queues", "reserved", "dead", "foreign")
-_ESCAPED = re.compile(r"[%:{}]")
 _URL_PASSWORD = re.compile(r"(://[^/@]*?:)[^/@]*@")
-
-
-def key_part(name: str) -> str:
-    """A queue name as it appears in keys: ``%``, ``:``, ``{`` and ``}`` percent-encoded, so no
-    two names give the same key and the name never ends or opens a hash tag."""
-    return _ESCAPED.sub(lambda m: f"%{ord(m[0]):02X}", name)
 
 
 def redact_url(url: object) -> object:
@@ -98,519 +98,30 @@ def redact_url(url: object) -> object:
     return _URL_PASSWORD.sub(r"\1***@", url) if isinstance(url, str) else url
 
 
-# Shared by every script. KEYS are the queue's fixed keys (KEY_NAMES, in that order); every other
-# key a script touches (a job's, a waiting list's) is built from the same prefix, so it shares their
-# hash tag: one Redis Cluster slot per queue. ARGV is the script's own. An optional text argument
-# is "" for None and "=" + the text otherwise (so an empty text is not None).
-#
-# Data the driver did not write never stops a queue: a waiting entry that does not parse is taken
-# off its list or set and its description pushed to ``foreign`` (and returned, for the client to
-# log); a queue whose waiting keys hold another type is skipped (and reported once); a job whose
-# own keys hold another type is dead-lettered with the reason. Every script checks before it
-# changes anything (a Lua error does not undo the writes before it): the fixed keys at the top
-# (a KHADEMKEY error if one holds another type), a job's and a queue's keys before they are used.
-PRELUDE = (
-    "local FIELDS = {"
-    + ", ".join(f"'{name}'" for name in FIELDS)
-    + "}\n"
-    + """
-local SEQ, QUEUES, RESERVED, DEAD, FOREIGN = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
-local P = string.sub(SEQ, 1, -4)
-local NOTES = {}
-local MEMBER = '^' .. string.rep('%d', 20) .. ':(%d+)$'
-local ENTRY = '^([^|]+)|(' .. string.rep('%d', 20) .. ':%d+)$'
-local function kind(key) return redis.call('TYPE', key)['ok'] end
--- the fixed keys hold what the driver writes there (or nothing): an error text otherwise
-local function fixed()
-  local want = {'string', 'set', 'zset', 'zset', 'list'}
-  for i = 1, 5 do
-    local t = kind(KEYS[i])
-    if t ~= 'none' and t ~= want[i] then
-      return 'KHADEMKEY ' .. KEYS[i] .. ' holds a ' .. t .. ', not a ' .. want[i]
-    end
-  end
-  local seq = redis.call('GET', SEQ)
-  if seq and not string.match(seq, '^%d+$') then
-    local shown = string.format('%q', string.sub(seq, 1, 40))
-    return 'KHADEMKEY ' .. SEQ .. ' holds ' .. shown .. ', not a counter'
-  end
-  return nil
-end
--- a queue name as it appears in keys: '%', ':', '{' and '}' percent-encoded
-local function enc(name)
-  if not string.find(name, '[%%:{}]') then return name end
-  return (string.gsub(name, '[%%:{}]', function(c) return string.format('%%%02X', string.byte(c)) end))
-end
--- something the driver did not write, taken aside: kept in FOREIGN and returned to the client
-local function note(text)
-  NOTES[#NOTES + 1] = text
-  redis.call('RPUSH', FOREIGN, text)
-end
-local function note_entry(key, value)
-  local shown = string.format('%q', string.sub(value, 1, 200))
-  note(key .. ': ' .. shown .. ' is not an entry of the driver; taken off')
-end
--- queue's waiting keys, their types, or nil if one holds another type (reported once, unless quiet)
-local function usable(queue, quiet)
-  local list, zset = P .. 'ready:' .. enc(queue), P .. 'queue:' .. enc(queue)
-  local lt, zt = kind(list), kind(zset)
-  local bad, t, want = nil, nil, nil
-  if lt ~= 'list' and lt ~= 'none' then bad, t, want = list, lt, 'list'
-  elseif zt ~= 'zset' and zt ~= 'none' then bad, t, want = zset, zt, 'sorted set' end
-  if not bad then return list, zset, lt, zt end
-  if not quiet and redis.call('SREM', QUEUES, queue) == 1 then
-    note(string.format('queue %q skipped: %s holds a %s, not a %s', queue, bad, t, want))
-  end
-  return nil, bad .. ' holds a ' .. t .. ', not a ' .. want
-end
-local function member(seq, id) return string.format('%020d:', tonumber(seq)) .. id end
-local function id_of(m) return string.match(m, MEMBER) end
--- a job's id, body and state fields, as the client reads them (false where its keys hold another type)
-local function fetch(id, checked)
-  local state, job = P .. 'state:' .. id, P .. 'job:' .. id
-  local fields
-  if checked or kind(state) == 'hash' then fields = redis.call('HMGET', state, unpack(FIELDS))
-  else fields = {}; for i = 1, #FIELDS do fields[i] = false end end
-  local body = false
-  if checked or kind(job) == 'string' then body = redis.call('GET', job) end
-  table.insert(fields, 1, body)
-  table.insert(fields, 1, id)
-  return fields
-end
-local function setopt(state, field, value)
-  if value == '' then redis.call('HDEL', state, field)
-  else redis.call('HSET', state, field, string.sub(value, 2)) end
-end
--- (at, m) comes before (at2, m2): earlier available_at, then lower seq (members are zero-padded)
-local function before(at, m, at2, m2)
-  at, at2 = tonumber(at), tonumber(at2)
-  return at < at2 or (at == at2 and m < m2)
-end
--- a ready-list entry 'AVAILABLE_AT|SEQ:ID' as its time and member; nil if it is not one
-local function entry(e)
-  local at, m = string.match(e, ENTRY)
-  if at and tonumber(at) then return at, m end
-  return nil
-end
-local function take_seq() return string.format('%d', redis.call('INCR', SEQ)) end
-local function enqueue(id, queue, at, seq)
-  redis.call('ZADD', P .. 'queue:' .. enc(queue), at, member(seq, id))
-  redis.call('SADD', QUEUES, queue)
-end
--- the reservation given (by its attempts) is still the current one: its seq, else nil
-local function held(id, attempts)
-  local state = P .. 'state:' .. id
-  if kind(state) ~= 'hash' then return nil end
-  local current = redis.call('HMGET', state, 'status', 'attempts', 'seq')
-  if current[1] ~= 'reserved' or current[2] ~= attempts then return nil end
-  return current[3] or id
-end
--- a job whose keys hold what the driver did not write: dead-lettered as it is, with the reason
-local function bury_as_is(id, queue, reason, now)
-  local state = P .. 'state:' .. id
-  redis.call('DEL', state)
-  local new = take_seq()
-  redis.call('HSET', state, 'status', 'dead', 'seq', new, 'queue', queue, 'last_error', reason,
-    'error_type', 'StorageError', 'failed_at', now)
-  redis.call('ZADD', DEAD, new, id)
-  note('job ' .. id .. ' dead-lettered: ' .. reason)
-end
-local bad = fixed()
-if bad then return redis.error_reply(bad) end
-"""
-)
+def _lua(name: str) -> str:
+    return (resources.files(__package__) / "redis_scripts" / f"{name}.lua").read_text("utf-8")
 
-# ARGV: how many jobs, now, then one group per run of jobs with the same queue and available_at:
-# queue, available_at, k, then the k bodies; times as Python's repr, so no digit is lost in Lua
-# numbers. Returns the first id given (ids are consecutive, in ARGV order). Ids come from INCRBY
-# and never repeat (clear keeps the counter), so every job key is new.
-PUSH = """
-local n, now = tonumber(ARGV[1]), tonumber(ARGV[2])
-local i = 3
-while i <= #ARGV do  -- every queue's keys checked before anything is written
-  local list, why = usable(ARGV[i], true)
-  if not list then return redis.error_reply('KHADEMKEY ' .. why) end
-  i = i + 3 + tonumber(ARGV[i + 2])
-end
-local first = redis.call('INCRBY', SEQ, n) - n + 1
-local seq = first
-local sets = {}
-local function set_jobs()
-  if #sets > 0 then redis.call('MSET', unpack(sets)); sets = {} end
-end
-i = 3
-while i <= #ARGV do
-  local queue, at, k = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
-  local list, zset = P .. 'ready:' .. enc(queue), P .. 'queue:' .. enc(queue)
-  i = i + 3
-  local tail = redis.call('LINDEX', list, -1)
-  local tail_at = tail and entry(tail)
-  local t = tonumber(at)
-  -- due, and not before the list's last entry: appended, in order; else the sorted set
-  local listed = t <= now and (not tail or (tail_at and tonumber(tail_at) <= t))
-  local adds = {}
-  local job = P .. 'job:'
-  for _ = 1, k do
-    sets[#sets + 1] = string.format('%s%d', job, seq)
-    sets[#sets + 1] = ARGV[i]
-    if listed then adds[#adds + 1] = string.format('%s|%020d:%d', at, seq, seq)
-    else adds[#adds + 1] = at; adds[#adds + 1] = string.format('%020d:%d', seq, seq) end
-    if #sets == 1000 then set_jobs() end
-    if #adds == 1000 then
-      if listed then redis.call('RPUSH', list, unpack(adds)) else redis.call('ZADD', zset, unpack(adds)) end
-      adds = {}
-    end
-    seq, i = seq + 1, i + 1
-  end
-  if #adds > 0 then
-    if listed then redis.call('RPUSH', list, unpack(adds)) else redis.call('ZADD', zset, unpack(adds)) end
-  end
-  redis.call('SADD', QUEUES, queue)
-end
-set_jobs()
-return first
-"""
 
-# ARGV: now, lease seconds, worker (optional), then the queues in priority order (none: all
-# queues, by (available_at, seq) across them). Returns nil, or the reserved job's fields (false
-# when none was reserved) followed by the notes on what was taken aside.
-RESERVE = """
-local now = ARGV[1]
--- the first due job of a queue: its member, available_at, whether it heads the ready list, keys
-local function due(queue)
-  local list, zset, lt, zt = usable(queue)
-  if not list then return nil end
-  local m, at, listed = nil, nil, false
-  while lt == 'list' do
-    local head = redis.call('LINDEX', list, 0)
-    if not head then break end
-    local a, hm = entry(head)
-    if a then
-      if tonumber(a) <= tonumber(now) then m, at, listed = hm, a, true end
-      break
-    end
-    redis.call('LPOP', list)
-    note_entry(list, head)
-  end
-  while zt == 'zset' do
-    local z = redis.call('ZRANGEBYSCORE', zset, '-inf', now, 'WITHSCORES', 'LIMIT', 0, 1)
-    if not z[1] then break end
-    if id_of(z[1]) then
-      if not m or before(z[2], z[1], at, m) then m, at, listed = z[1], z[2], false end
-      break
-    end
-    redis.call('ZREM', zset, z[1])
-    note_entry(zset, z[1])
-  end
-  return m, at, listed, list, zset
-end
--- take member m off its queue; reserve its job, or nil if the job is gone (keys removed by hand)
--- or its keys hold what the driver did not write (then it is dead-lettered as it is)
-local function claim(queue, m, listed, list, zset)
-  local id = id_of(m)
-  local job, state = P .. 'job:' .. id, P .. 'state:' .. id
-  local jt, st = kind(job), kind(state)  -- before anything changes
-  if listed then redis.call('LPOP', list) else redis.call('ZREM', zset, m) end
-  if redis.call('EXISTS', list, zset) == 0 then redis.call('SREM', QUEUES, queue) end
-  if jt == 'none' then return nil end
-  local what = nil
-  if st == 'hash' then
-    local status, attempts = unpack(redis.call('HMGET', state, 'status', 'attempts'))
-    if status == 'reserved' or status == 'dead' then return nil end  -- an old entry of the job
-    if status and status ~= 'pending' then what = state .. ' has status ' .. string.format('%q', status)
-    elseif attempts and not string.match(attempts, '^%d+$') then
-      what = state .. ' has attempts ' .. string.format('%q', string.sub(attempts, 1, 40))
-    end
-  end
-  if what or jt ~= 'string' or (st ~= 'hash' and st ~= 'none') then
-    if not what then what = job .. ' holds a ' .. jt .. ', not a string' end
-    if jt == 'string' and st ~= 'hash' then
-      what = state .. ' holds a ' .. st .. ', not a hash'
-      if st == 'string' then
-        what = what .. ' (' .. string.format('%q', string.sub(redis.call('GET', state), 1, 80)) .. ')'
-      end
-    end
-    bury_as_is(id, queue, 'StorageError: ' .. what .. ', so the job was dead-lettered as it was; '
-      .. 'the state was reset: requeue it to run it', now)
-    return nil
-  end
-  local body = redis.call('GET', job)
-  local timeout = tonumber(string.match(body, '^%[([^,]*),') or '') or 0
-  local untl = string.format('%.17g', tonumber(now) + tonumber(ARGV[2]) + timeout)
-  redis.call('HINCRBY', state, 'attempts', 1)
-  if ARGV[3] == '' then
-    redis.call('HSET', state, 'status', 'reserved', 'reserved_until', untl, 'queue', queue)
-  else
-    redis.call('HSET', state, 'status', 'reserved', 'reserved_until', untl, 'queue', queue,
-      'reserved_by', string.sub(ARGV[3], 2))
-  end
-  redis.call('ZADD', RESERVED, untl, m)
-  return fetch(id, true)
-end
-local function reply(fields)
-  if #NOTES == 0 then return fields end
-  if not fields then fields = {}; for i = 1, #FIELDS + 2 do fields[i] = false end end
-  for _, text in ipairs(NOTES) do fields[#fields + 1] = text end
-  return fields
-end
-if #ARGV == 3 then
-  while true do
-    local best, best_at, best_queue, best_listed, best_list, best_zset = nil, nil, nil, false, nil, nil
-    for _, queue in ipairs(redis.call('SMEMBERS', QUEUES)) do
-      local m, at, listed, list, zset = due(queue)
-      if m and (not best or before(at, m, best_at, best)) then
-        best, best_at, best_queue, best_listed, best_list, best_zset = m, at, queue, listed, list, zset
-      end
-    end
-    if not best then return reply(nil) end
-    local found = claim(best_queue, best, best_listed, best_list, best_zset)
-    if found then return reply(found) end
-  end
-end
-for i = 4, #ARGV do
-  while true do
-    local m, _, listed, list, zset = due(ARGV[i])
-    if not m then break end
-    local found = claim(ARGV[i], m, listed, list, zset)
-    if found then return reply(found) end
-  end
-end
-return reply(nil)
-"""
+def load_scripts() -> dict[str, str]:
+    """Every script's full text, by name: the key layout (:func:`.rediskeys.lua_layout`), the
+    shared prelude (``redis_scripts/prelude.lua``), then the script's own file. Read once, at the
+    first driver built."""
+    global _SCRIPTS
+    if _SCRIPTS is None:
+        head = lua_layout(FIELDS) + _lua("prelude")
+        _SCRIPTS = {name: head + _lua(name) for name in SCRIPT_NAMES if name not in DEAD_ID_SCRIPTS}
+        for name in DEAD_ID_SCRIPTS:  # a requeue or a purge acts on the dead letters named
+            _SCRIPTS[name] = head + _lua("dead_ids") + _lua(name)
+    return _SCRIPTS
 
-# ARGV: id, attempts. 1 if acknowledged, 0 if the reservation was not the current one.
-ACK = """
-local id = ARGV[1]
-local seq = held(id, ARGV[2])
-if not seq then return 0 end
-redis.call('ZREM', RESERVED, member(seq, id))
-redis.call('DEL', P .. 'job:' .. id, P .. 'state:' .. id)
-return 1
-"""
 
-# ARGV: id, attempts, available_at, last_error (optional), error_type (optional).
-# Returns the new seq, or 0 if the reservation was not the current one.
-RELEASE = """
-local id = ARGV[1]
-local state = P .. 'state:' .. id
-local seq = held(id, ARGV[2])
-if not seq then return 0 end
-local queue = redis.call('HGET', state, 'queue') or ''
-local ok, why = usable(queue, true)
-if not ok then return redis.error_reply('KHADEMKEY ' .. why) end
-local new = take_seq()
-redis.call('ZREM', RESERVED, member(seq, id))
-redis.call('HSET', state, 'status', 'pending', 'seq', new, 'available_at', ARGV[3])
-redis.call('HDEL', state, 'reserved_until', 'reserved_by')
-setopt(state, 'last_error', ARGV[4])
-setopt(state, 'error_type', ARGV[5])
-enqueue(id, queue, ARGV[3], new)
-return tonumber(new)
-"""
-
-# ARGV: id, attempts, last_error, error_type, failed_at (each optional).
-# Returns the new seq, or 0 if the reservation was not the current one.
-BURY = """
-local id = ARGV[1]
-local state = P .. 'state:' .. id
-local seq = held(id, ARGV[2])
-if not seq then return 0 end
-local new = take_seq()
-redis.call('ZREM', RESERVED, member(seq, id))
-redis.call('HSET', state, 'status', 'dead', 'seq', new)
-redis.call('HDEL', state, 'reserved_until', 'reserved_by')
-setopt(state, 'last_error', ARGV[3])
-setopt(state, 'error_type', ARGV[4])
-setopt(state, 'failed_at', ARGV[5])
-redis.call('ZADD', DEAD, new, id)
-return tonumber(new)
-"""
-
-# ARGV: now, the lease-expired message. Returns the fields of each job whose lease ended, in
-# (reserved_until, seq) order, which is also the order they get their new seqs in, then the notes
-# on what was taken aside. A job whose header cannot be read counts as having no retries left; one
-# whose queue's keys hold another type is dead-lettered.
-RECLAIM = """
-local now = ARGV[1]
-local function max_retries(body)
-  local ok, head = pcall(cjson.decode, string.match(body or '', '^[^\\n]*'))
-  if ok and type(head) == 'table' then return tonumber(head[5]) or 0 end
-  return 0
-end
-local out = {}
-for _, m in ipairs(redis.call('ZRANGEBYSCORE', RESERVED, '-inf', now)) do
-  redis.call('ZREM', RESERVED, m)
-  local id = id_of(m)
-  local state = P .. 'state:' .. (id or '')
-  if not id then
-    note_entry(RESERVED, m)
-  elseif kind(state) == 'hash' then
-    local current = redis.call('HMGET', state, 'status', 'attempts', 'queue')
-    if current[1] == 'reserved' then
-      local job = P .. 'job:' .. id
-      local body = kind(job) == 'string' and redis.call('GET', job) or nil
-      local queue = current[3] or ''
-      local ok, why = usable(queue, true)
-      local new = take_seq()
-      redis.call('HDEL', state, 'reserved_until', 'reserved_by')
-      if not ok then
-        redis.call('HSET', state, 'status', 'dead', 'seq', new, 'last_error', 'StorageError: ' .. why
-          .. ', so the job could not go back to its queue', 'error_type', 'StorageError', 'failed_at', now)
-        redis.call('ZADD', DEAD, new, id)
-      elseif tonumber(current[2]) >= max_retries(body) + 1 then
-        redis.call('HSET', state, 'status', 'dead', 'seq', new, 'last_error', ARGV[2],
-          'error_type', 'LeaseExpired', 'failed_at', now)
-        redis.call('ZADD', DEAD, new, id)
-      else
-        redis.call('HSET', state, 'status', 'pending', 'seq', new, 'available_at', now)
-        enqueue(id, queue, now, new)
-      end
-      out[#out + 1] = fetch(id)
-    end
-  end
-end
-for _, text in ipairs(NOTES) do out[#out + 1] = text end
-return out
-"""
-
-# ARGV: now. The waiting jobs that are due and all the waiting jobs, over every queue, the
-# reserved jobs and the entries taken aside: {ready, waiting, reserved, foreign}, one consistent
-# view. Changes nothing (a queue whose keys hold another type is left out).
-COUNTS = """
-local now = tonumber(ARGV[1])
-local ready, waiting = 0, 0
-for _, queue in ipairs(redis.call('SMEMBERS', QUEUES)) do
-  local list, zset, lt, zt = usable(queue, true)
-  if list and zt == 'zset' then
-    ready = ready + redis.call('ZCOUNT', zset, '-inf', ARGV[1])
-    waiting = waiting + redis.call('ZCARD', zset)
-  end
-  if list and lt == 'list' then
-    local n = redis.call('LLEN', list)
-    waiting = waiting + n
-    local tail_at = entry(redis.call('LINDEX', list, -1))
-    if tail_at and tonumber(tail_at) <= now then ready = ready + n
-    else  -- listed by a process whose clock is ahead of this one's: count the due ones
-      for _, e in ipairs(redis.call('LRANGE', list, 0, -1)) do
-        local at = entry(e)
-        if at and tonumber(at) <= now then ready = ready + 1 end
-      end
-    end
-  end
-end
-return {ready, waiting, redis.call('ZCARD', RESERVED), redis.call('LLEN', FOREIGN)}
-"""
-
-# ARGV: the queues (none: all). The earliest available_at among their waiting jobs (as stored, a
-# string with every digit), or nil. Changes nothing.
-NEXT_AT = """
-local queues = {}
-for i = 1, #ARGV do queues[#queues + 1] = ARGV[i] end
-if #ARGV == 0 then queues = redis.call('SMEMBERS', QUEUES) end
-local best, best_at = nil, nil
-local function consider(at)
-  if at and (not best or tonumber(at) < best) then best, best_at = tonumber(at), at end
-end
-for _, queue in ipairs(queues) do
-  local list, zset, lt, zt = usable(queue, true)
-  if list and zt == 'zset' then consider(redis.call('ZRANGE', zset, 0, 0, 'WITHSCORES')[2]) end
-  if list and lt == 'list' then
-    local head = redis.call('LINDEX', list, 0)
-    if head then consider((entry(head))) end
-  end
-end
-return best_at
-"""
-
-# ARGV: none. Removes every waiting and reserved job (not the dead letters); returns how many.
-# Keys that hold what the driver did not write are left as they are.
-CLEAR = """
-local n = 0
-local function drop(m)
-  local id = m and id_of(m)
-  if not id then return end
-  n = n + redis.call('DEL', P .. 'job:' .. id)
-  redis.call('DEL', P .. 'state:' .. id)
-end
-local keys = {RESERVED}
-for _, queue in ipairs(redis.call('SMEMBERS', QUEUES)) do
-  local list, zset, lt, zt = usable(queue, true)
-  if list then
-    if zt == 'zset' then keys[#keys + 1] = zset end
-    if lt == 'list' then
-      for _, e in ipairs(redis.call('LRANGE', list, 0, -1)) do
-        local _, m = entry(e)
-        drop(m)
-      end
-      redis.call('DEL', list)
-    end
-  end
-end
-for _, key in ipairs(keys) do
-  for _, m in ipairs(redis.call('ZRANGE', key, 0, -1)) do drop(m) end
-  redis.call('DEL', key)
-end
-redis.call('DEL', QUEUES)
-return n
-"""
-
-# ARGV: last index (-1: all). The dead letters' fields, oldest first.
-DEAD_LIST = """
-local out = {}
-for _, id in ipairs(redis.call('ZRANGE', DEAD, 0, tonumber(ARGV[1]))) do
-  out[#out + 1] = fetch(id)
-end
-return out
-"""
-
-# The dead letters a requeue or purge acts on: ARGV[2] is '*' for all, else the ids from ARGV[3].
-DEAD_IDS = """
-local function dead_ids()
-  if ARGV[2] == '*' then return redis.call('ZRANGE', DEAD, 0, -1) end
-  local ids = {}
-  for i = 3, #ARGV do
-    if redis.call('ZSCORE', DEAD, ARGV[i]) then ids[#ids + 1] = ARGV[i] end
-  end
-  return ids
-end
-"""
-
-# ARGV: now, '*' or '', ids. Dead letters back to pending, due now, attempts 0. One whose keys
-# hold what the driver did not write, or whose queue's keys do, stays where it is.
-REQUEUE = (
-    DEAD_IDS
-    + """
-local now = ARGV[1]
-local out = {}
-for _, id in ipairs(dead_ids()) do
-  local state = P .. 'state:' .. id
-  local queue = kind(state) == 'hash' and redis.call('HGET', state, 'queue')
-  if queue and kind(P .. 'job:' .. id) == 'string' and usable(queue, true) then
-    local new = take_seq()
-    redis.call('ZREM', DEAD, id)
-    redis.call('HSET', state, 'status', 'pending', 'seq', new, 'attempts', '0', 'available_at', now)
-    redis.call('HDEL', state, 'failed_at')
-    enqueue(id, queue, now, new)
-    out[#out + 1] = fetch(id, true)
-  end
-end
-return out
-"""
-)
-
-# ARGV: unused, '*' or '', ids. Deletes dead letters; returns their fields.
-PURGE = (
-    DEAD_IDS
-    + """
-local out = {}
-for _, id in ipairs(dead_ids()) do
-  out[#out + 1] = fetch(id)
-  redis.call('ZREM', DEAD, id)
-  redis.call('DEL', P .. 'job:' .. id, P .. 'state:' .. id)
-end
-return out
-"""
-)
+#: The scripts, one file each under ``redis_scripts/``; every queue change is one of them.
+SCRIPT_NAMES = (
+    "push", "reserve", "ack", "release", "bury", "reclaim", "counts", "next_at", "clear", "dead_list",
+    "requeue", "purge",
+)  # fmt: skip
+DEAD_ID_SCRIPTS = ("requeue", "purge")
+_SCRIPTS: dict[str, str] | None = None
 
 
 class RedisStorageDriver(BaseQueueDriver):
@@ -668,8 +179,8 @@ class RedisStorageDriver(BaseQueueDriver):
         self.queue_name = queue_name
         #: Every key of this queue starts with it; nothing else is ever touched. The name is
         #: encoded (:func:`key_part`) in a Redis Cluster hash tag: one slot per queue.
-        self.prefix = f"khadem:{{{key_part(queue_name)}}}:"
-        self._keys = [self.prefix + name for name in KEY_NAMES]
+        self.prefix = prefix_of(queue_name)
+        self._keys = fixed_keys(self.prefix)
         # No automatic retry: a script whose reply was lost may have run, and running a dispatch
         # twice would store the job twice. A failed call raises StorageError; the worker backs off
         # and calls again, and the pool reconnects on that next call (a server restart included).
@@ -700,14 +211,12 @@ class RedisStorageDriver(BaseQueueDriver):
         #: The server, as ``host:port/db`` (or ``socket-path/db``).
         self.address = f"{where_at}/{kw.get('db', db)}"
 
-        def register(body: str) -> Script:  # EVALSHA; redis-py loads it again after NOSCRIPT
-            return self.client.register_script(PRELUDE + body)
-
-        self._push, self._reserve, self._ack = register(PUSH), register(RESERVE), register(ACK)
-        self._release, self._bury, self._reclaim = register(RELEASE), register(BURY), register(RECLAIM)
-        self._clear, self._dead = register(CLEAR), register(DEAD_LIST)
-        self._requeue, self._purge = register(REQUEUE), register(PURGE)
-        self._counts, self._next_at = register(COUNTS), register(NEXT_AT)
+        scripts = {name: self.client.register_script(text) for name, text in load_scripts().items()}
+        self._push, self._reserve, self._ack = scripts["push"], scripts["reserve"], scripts["ack"]
+        self._release, self._bury, self._reclaim = scripts["release"], scripts["bury"], scripts["reclaim"]
+        self._clear, self._dead = scripts["clear"], scripts["dead_list"]
+        self._requeue, self._purge = scripts["requeue"], scripts["purge"]
+        self._counts, self._next_at = scripts["counts"], scripts["next_at"]
         self._heads: dict[tuple[Any, ...], str] = {}
         self._foreign = 0
 
@@ -803,9 +312,10 @@ class RedisStorageDriver(BaseQueueDriver):
             self._async_clients[loop] = client
         return client
 
-    async def _script(self, script: Script, *args: str | int) -> Any:
-        """One script call by EVALSHA (loaded first if the server does not have it): one round trip."""
-        keys = self._keys
+    async def _script(self, script: Script, *args: str | int, keys: Sequence[str] = ()) -> Any:
+        """One script call by EVALSHA (loaded first if the server does not have it): one round trip.
+        ``keys``: the keys the call can name besides the fixed ones (see :mod:`.rediskeys`)."""
+        keys = [*self._keys, *keys]
         if not self._overlaps():
             return self._io(lambda: script(keys=keys, args=args))
         client = self._async_client()
@@ -880,7 +390,8 @@ class RedisStorageDriver(BaseQueueDriver):
                 )
             args.append(head + tail + payload)  # the body: a JSON header line, the payload's JSON
         args[count_at] = count
-        first = int(await self._script(self._push, *args))
+        queues = queue_keys(self.prefix, (r.queue for r in records))
+        first = int(await self._script(self._push, *args, keys=queues))
         for offset, record in enumerate(records):
             record.seq = first + offset
             record.id = str(record.seq)  # unique across processes, and the same in every rerun
@@ -898,7 +409,9 @@ class RedisStorageDriver(BaseQueueDriver):
         if queues is not None and not queues:
             return None
         lease = repr(self.lease_seconds)
-        return self._taken(await self._script(self._reserve, repr(now), lease, _opt(worker), *(queues or ())))
+        keys = queue_keys(self.prefix, queues or ())
+        reply = await self._script(self._reserve, repr(now), lease, _opt(worker), *(queues or ()), keys=keys)
+        return self._taken(reply)
 
     async def take_records(
         self,
@@ -915,9 +428,9 @@ class RedisStorageDriver(BaseQueueDriver):
             limit = 0  # no queue to take from (the script reads no queue names as "all queues")
         reserve_args = [repr(now), repr(self.lease_seconds), _opt(worker), *(queues or ())]
 
-        calls: list[tuple[Script, list[Any]]] = [(self._ack, [r.id, r.attempts]) for r in acks]
+        calls: list[_Call] = [(self._ack, [r.id, r.attempts], job_keys(self.prefix, r.id)) for r in acks]
         calls.append((self._reclaim, [repr(now), LEASE_EXPIRED_ERROR]))
-        calls += [(self._reserve, reserve_args)] * limit
+        calls += [(self._reserve, reserve_args, queue_keys(self.prefix, queues or ()))] * limit
         replies = await self._pipelined(calls)
         acked: list[bool | None] = [bool(reply) for reply in replies[: len(acks)]]
         reclaimed = self._reclaimed(replies[len(acks)])
@@ -928,22 +441,25 @@ class RedisStorageDriver(BaseQueueDriver):
         """The ack scripts of several jobs in one pipeline: one round trip."""
         if len(records) == 1:
             return [await self.ack_record(records[0])]
-        replies = await self._pipelined([(self._ack, [r.id, r.attempts]) for r in records])
+        replies = await self._pipelined(
+            [(self._ack, [r.id, r.attempts], job_keys(self.prefix, r.id)) for r in records]
+        )
         return [bool(reply) for reply in replies]
 
-    async def _pipelined(self, calls: Sequence[tuple[Script, list[Any]]]) -> list[Any]:
+    async def _pipelined(self, calls: Sequence[_Call]) -> list[Any]:
         """Script calls by EVALSHA in one pipeline: one round trip, each script atomic, in order.
         (redis-py's own script pipelining first asks SCRIPT EXISTS: a second round trip.) After a
         server restart or SCRIPT FLUSH the server answers NOSCRIPT from that point on: the
         scripts are loaded and the calls that were refused run again, in order, so each call
-        runs exactly once."""
-        keys = self._keys
+        runs exactly once. A call is (script, args) or (script, args, keys besides the fixed ones)."""
+        fixed = self._keys
         overlaps = self._overlaps()
         client: Any = self._async_client() if overlaps else self.client
 
-        async def send(pending: list[tuple[Script, list[Any]]]) -> list[Any]:
+        async def send(pending: list[_Call]) -> list[Any]:
             pipe = client.pipeline(transaction=False)
-            for script, args in pending:
+            for script, args, *more in pending:
+                keys = [*fixed, *more[0]] if more else fixed
                 pipe.evalsha(script.sha, len(keys), *keys, *args)
             if overlaps:
                 return list(await pipe.execute(raise_on_error=False))
@@ -969,7 +485,7 @@ class RedisStorageDriver(BaseQueueDriver):
                 if refused is None:
                     break
                 pending = pending[refused:]
-                for script in {id(script): script for script, _ in pending}.values():
+                for script in {id(call[0]): call[0] for call in pending}.values():
                     await load(script)
         except self._errors as exc:
             raise self._storage_error(exc, None) from None
@@ -978,7 +494,9 @@ class RedisStorageDriver(BaseQueueDriver):
     # A settle (ack, release, bury) only touches the reservation it was given: if the lease ran
     # out and another worker took the job since (attempts moved on), it is a no-op.
     async def ack_record(self, record: JobRecord) -> bool:
-        return bool(await self._script(self._ack, record.id, record.attempts))
+        return bool(
+            await self._script(self._ack, record.id, record.attempts, keys=job_keys(self.prefix, record.id))
+        )
 
     async def release_record(self, record: JobRecord) -> bool:
         seq = int(
@@ -989,6 +507,7 @@ class RedisStorageDriver(BaseQueueDriver):
                 repr(record.available_at),
                 _opt(record.last_error),
                 _opt(record.error_type),
+                keys=[*job_keys(self.prefix, record.id), *queue_keys(self.prefix, [record.queue])],
             )
         )
         if seq:
@@ -1004,6 +523,7 @@ class RedisStorageDriver(BaseQueueDriver):
                 _opt(record.last_error),
                 _opt(record.error_type),
                 _opt(record.failed_at),
+                keys=job_keys(self.prefix, record.id),
             )
         )
         if seq:
@@ -1026,7 +546,9 @@ class RedisStorageDriver(BaseQueueDriver):
     async def next_available_at(self, queues: Sequence[str] | None) -> float | None:
         if queues is not None and not queues:
             return None
-        earliest = await self._script(self._next_at, *(queues or ()))
+        earliest = await self._script(
+            self._next_at, *(queues or ()), keys=queue_keys(self.prefix, queues or ())
+        )
         return None if earliest is None else float(earliest)
 
     async def next_lease_expiry(self) -> float | None:
@@ -1061,11 +583,18 @@ class RedisStorageDriver(BaseQueueDriver):
 
     async def requeue_dead_records(self, job_ids: Sequence[str] | None, now: float) -> list[JobRecord]:
         ids = ["*"] if job_ids is None else ["", *dict.fromkeys(job_ids)]
-        return [_record(fields) for fields in await self._script(self._requeue, repr(now), *ids)]
+        keys = self._dead_keys(ids)
+        return [_record(fields) for fields in await self._script(self._requeue, repr(now), *ids, keys=keys)]
 
     async def purge_dead_records(self, job_ids: Sequence[str] | None) -> list[JobRecord]:
         ids = ["*"] if job_ids is None else ["", *dict.fromkeys(job_ids)]
-        return [_record(fields) for fields in await self._script(self._purge, "", *ids)]
+        return [
+            _record(fields) for fields in await self._script(self._purge, "", *ids, keys=self._dead_keys(ids))
+        ]
+
+    def _dead_keys(self, ids: list[str]) -> list[str]:
+        """The keys of the dead letters named (none when all are meant: found by the script)."""
+        return [key for job_id in ids[1:] for key in job_keys(self.prefix, job_id)]
 
     async def storage_info(self) -> dict[str, Any]:
         """The server, the key prefix, and how many entries the driver did not write were taken
@@ -1153,6 +682,9 @@ def _int(text: str | None, default: int) -> int:
         return default
 
 
+#: A script call in a pipeline: the script, its ARGV, and (optionally) the keys it can name
+#: besides the fixed ones.
+_Call = tuple["Script", list[Any]] | tuple["Script", list[Any], Sequence[str]]
 _STATUSES = {status.value: status for status in JobStatus}
 #: How many values a script returns per job: its id, its body, then its state fields.
 RECORD_FIELDS = 2 + len(FIELDS)
