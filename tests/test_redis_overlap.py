@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 import pytest
@@ -160,3 +160,47 @@ def test_the_driver_works_from_one_event_loop_after_another() -> None:
     assert asyncio.run(qm.dispatch(Note(2))) == "2"
     assert asyncio.run(driver.size()) == 2
     asyncio.run(driver.dispose())
+
+
+@pytest.fixture
+def script_sends(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
+    """Every write of the asyncio client that carries script calls (one per round trip)."""
+    import redis.asyncio.connection
+
+    sent: list[bytes] = []
+    send = redis.asyncio.connection.AbstractConnection.send_packed_command
+
+    async def counting(self: Any, command: Any, check_health: bool = True) -> None:
+        data = command if isinstance(command, (bytes, str)) else b"".join(command)
+        if b"EVALSHA" in (data.encode() if isinstance(data, str) else data):
+            sent.append(data if isinstance(data, bytes) else data.encode())
+        await send(self, command, check_health)
+
+    monkeypatch.setattr(redis.asyncio.connection.AbstractConnection, "send_packed_command", counting)
+    return sent
+
+
+def test_a_default_worker_makes_one_round_trip_per_job_and_acks_the_last_on_its_way_out(
+    script_sends: list[bytes],
+) -> None:
+    Note.done = []
+
+    async def run() -> tuple[int, Any]:
+        qm, driver = manager(REDIS_URL, redis_queue_name("trips"))
+        await qm.dispatch_batch([Note(n) for n in range(30)])
+        script_sends.clear()
+        # When a worker with the defaults (one slot, no prefetch) works 30 jobs
+        worker = await qm.start_worker(run_in_background=True, max_jobs=30)
+        async with asyncio.timeout(WAIT):
+            stats = await worker.wait()
+        trips = len(script_sends)
+        counts = await driver.counts(driver.clock.time())
+        await driver.dispose()
+        return stats.completed, (trips, counts)
+
+    completed, (trips, counts) = asyncio.run(run())
+    # Then each job cost one round trip (its ack went with the next reserve), plus one for the
+    # last ack, sent before the worker ended: nothing is left reserved, nothing runs twice
+    assert completed == 30 and sorted(Note.done) == list(range(30))
+    assert trips == 31
+    assert counts == (0, 0, 0)

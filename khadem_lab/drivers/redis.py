@@ -290,6 +290,12 @@ class RedisStorageDriver(BaseQueueDriver):
         """True if this call is made through the asyncio client (the system clock)."""
         return type(self.clock) is SystemClock
 
+    @property
+    def acks_with_next_reserve(self) -> bool:
+        """A worker taking jobs one by one sends a finished job's ack with its next reserve (one
+        round trip per job), on the system clock; under a Simulation it acks at once, as before."""
+        return self._overlaps()
+
     def _async_client(self) -> AsyncRedis:
         """This event loop's asyncio client (a client's connections belong to one loop)."""
         loop = asyncio.get_running_loop()
