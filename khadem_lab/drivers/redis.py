@@ -50,6 +50,7 @@ redis-py is imported when a driver is built, so the rest of the package works wi
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import math
@@ -142,6 +143,8 @@ class RedisStorageDriver(BaseQueueDriver):
         url: str | None = None,
         queue_name: str = "default",
         socket_timeout: float = 10.0,
+        cluster: bool = False,
+        nodes: Sequence[str] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(config, **kwargs)
@@ -168,10 +171,19 @@ class RedisStorageDriver(BaseQueueDriver):
             (_is_int(socket_timeout) or isinstance(socket_timeout, float)) and socket_timeout > 0,
             "a positive number of seconds",
         )
+        _check(f"{where}.cluster", cluster, isinstance(cluster, bool), "true or false")
+        startup = _nodes(nodes)
+        _check(
+            f"{where}.nodes",
+            nodes,
+            nodes is None or startup is not None,
+            'a list of "host:port" strings, one or more nodes of a Redis Cluster',
+        )
+        clustered = cluster or startup is not None
+        _check(f"{where}.db", db, not clustered or db == 0, "0 (a Redis Cluster has only database 0)")
         try:
             import redis
-            from redis.backoff import NoBackoff
-            from redis.retry import Retry
+            import redis.cluster
         except ImportError as exc:
             raise ConfigError(
                 f"{where}.driver", "redis", "redis-py to be installed: pip install 'khadem-lab[redis]'"
@@ -181,35 +193,48 @@ class RedisStorageDriver(BaseQueueDriver):
         #: encoded (:func:`key_part`) in a Redis Cluster hash tag: one slot per queue.
         self.prefix = prefix_of(queue_name)
         self._keys = fixed_keys(self.prefix)
-        # No automatic retry: a script whose reply was lost may have run, and running a dispatch
-        # twice would store the job twice. A failed call raises StorageError; the worker backs off
-        # and calls again, and the pool reconnects on that next call (a server restart included).
-        options: dict[str, Any] = {
-            "socket_timeout": float(socket_timeout),
-            "socket_connect_timeout": float(socket_timeout),
-            "retry": Retry(NoBackoff(), 0),
+        #: How a client is built (:meth:`_connect`): the synchronous one now, an asyncio one per
+        #: event loop on the system clock.
+        self._connect_options: dict[str, Any] = {
+            "url": url,
+            "host": host,
+            "port": port,
+            "db": db,
+            "password": password,
+            "timeout": float(socket_timeout),
+            "nodes": startup,
+            "cluster": clustered,
         }
+        self._async_clients: dict[asyncio.AbstractEventLoop, AsyncRedis] = {}
+        self._errors: tuple[type[Exception], ...] = (redis.RedisError, redis.exceptions.RedisClusterException)
+        self._no_script: type[Exception] = redis.exceptions.NoScriptError
+        self._redis = redis
+        #: Texts never shown in a message: the password (and the URL it came in).
+        self._secrets = tuple(t for t in (password, url) if isinstance(t, str) and t)
         if url is not None:
             try:
-                self.client: Redis = redis.Redis.from_url(url, **options)
+                kw = redis.connection.parse_url(url)  # type: ignore[no-untyped-call]
             except ValueError as exc:
                 raise ConfigError(
                     f"{where}.url", redact_url(url), f"a valid Redis URL ({_scrub(str(exc), url)})"
                 ) from None
+            self._secrets += tuple(t for t in [kw.get("password")] if isinstance(t, str) and t)
         else:
-            self.client = redis.Redis(host=host, port=port, db=db, password=password, **options)
-        #: How to build the asyncio client of an event loop (the system clock's calls go there).
-        self._async_options = dict(options, url=url, host=host, port=port, db=db, password=password)
-        self._async_clients: dict[asyncio.AbstractEventLoop, AsyncRedis] = {}
-        self._errors: tuple[type[Exception], ...] = (redis.RedisError,)
-        self._no_script: type[Exception] = redis.exceptions.NoScriptError
-        self._redis = redis
-        kw = self.client.connection_pool.connection_kwargs
-        #: Texts never shown in a message: the password (and the URL it came in).
-        self._secrets = tuple(t for t in (kw.get("password"), password, url) if isinstance(t, str) and t)
+            kw = {}
         where_at = kw.get("path") or f"{kw.get('host', host)}:{kw.get('port', port)}"
-        #: The server, as ``host:port/db`` (or ``socket-path/db``).
+        #: The server, as ``host:port/db`` (or ``socket-path/db``); for a Redis Cluster,
+        #: ``cluster host:port,...`` (the nodes it was given).
         self.address = f"{where_at}/{kw.get('db', db)}"
+        if clustered:
+            self.address = "cluster " + (",".join(f"{h}:{p}" for h, p in startup) if startup else where_at)
+        try:
+            self.client: Redis = self._connect(asynchronous=False)
+        except ValueError as exc:
+            raise ConfigError(
+                f"{where}.url", redact_url(url), f"a valid Redis URL ({_scrub(str(exc), *self._secrets)})"
+            ) from None
+        except self._errors as exc:  # a cluster client asks the nodes for the slots at once
+            raise self._storage_error(exc, None) from None
 
         scripts = {name: self.client.register_script(text) for name, text in load_scripts().items()}
         self._push, self._reserve, self._ack = scripts["push"], scripts["reserve"], scripts["ack"]
@@ -263,6 +288,15 @@ class RedisStorageDriver(BaseQueueDriver):
             message = f"{server} refuses this user the driver's commands: {text}. Grant them (ACL SETUSER)."
         elif isinstance(exc, errors.ReadOnlyError):
             message = f"{server} is a read-only replica: {text}. Point the driver at the primary."
+        elif isinstance(
+            exc,
+            (errors.ClusterError, errors.MasterDownError, errors.TryAgainError, errors.RedisClusterException),
+        ):
+            message = (
+                f"{server} cannot serve the queue's slot (keys {self.prefix}*) right now: "
+                f"{type(exc).__name__}: {text}. A failover may be under way: workers try again on "
+                "their own, a dispatch can be tried again in a moment. Check CLUSTER INFO if it lasts."
+            )
         elif isinstance(exc, errors.OutOfMemoryError):
             message = f"{server} is out of memory: {text}. Free memory or raise maxmemory."
 
@@ -301,22 +335,40 @@ class RedisStorageDriver(BaseQueueDriver):
         loop = asyncio.get_running_loop()
         client = self._async_clients.get(loop)
         if client is None:
-            import redis.asyncio
-            from redis.asyncio.retry import Retry
-            from redis.backoff import NoBackoff
-
             for other in [old for old in self._async_clients if old.is_closed()]:
                 del self._async_clients[other]  # its loop is gone, and its sockets with it
-            options = dict(self._async_options, retry=Retry(NoBackoff(), 0))
-            url = options.pop("url")
-            if url is not None:
-                for name in ("host", "port", "db", "password"):
-                    del options[name]
-                client = redis.asyncio.Redis.from_url(url, **options)
-            else:
-                client = redis.asyncio.Redis(**options)
-            self._async_clients[loop] = client
+            client = self._async_clients[loop] = self._connect(asynchronous=True)
         return client
+
+    def _connect(self, *, asynchronous: bool) -> Any:
+        """A client, synchronous or asyncio, for one server or a Redis Cluster. No automatic
+        retry: a script whose reply was lost may have run, and running a dispatch twice would
+        store the job twice. A failed call raises StorageError; the worker backs off and calls
+        again, and the client reconnects on that next call (a server restart included). A
+        cluster client still follows the cluster's redirections (MOVED, ASK: the script did not
+        run) and learns the new primary after a failover."""
+        import redis.asyncio
+        import redis.asyncio.cluster
+        import redis.asyncio.retry
+        import redis.cluster
+        import redis.retry
+        from redis.backoff import NoBackoff
+
+        o = self._connect_options
+        retry = (redis.asyncio.retry.Retry if asynchronous else redis.retry.Retry)(NoBackoff(), 0)
+        common = {"socket_timeout": o["timeout"], "socket_connect_timeout": o["timeout"], "retry": retry}
+        if o["cluster"]:
+            cluster: Any = redis.asyncio.cluster if asynchronous else redis.cluster
+            if o["nodes"]:
+                startup = [cluster.ClusterNode(h, p) for h, p in o["nodes"]]
+                return cluster.RedisCluster(startup_nodes=startup, password=o["password"], **common)
+            if o["url"] is not None:
+                return cluster.RedisCluster.from_url(o["url"], **common)
+            return cluster.RedisCluster(host=o["host"], port=o["port"], password=o["password"], **common)
+        single: Any = redis.asyncio.Redis if asynchronous else redis.Redis
+        if o["url"] is not None:
+            return single.from_url(o["url"], **common)
+        return single(host=o["host"], port=o["port"], db=o["db"], password=o["password"], **common)
 
     async def _script(self, script: Script, *args: str | int, keys: Sequence[str] = ()) -> Any:
         """One script call by EVALSHA (loaded first if the server does not have it): one round trip.
@@ -332,14 +384,28 @@ class RedisStorageDriver(BaseQueueDriver):
                 await client.script_load(script.script)
                 return await client.evalsha(script.sha, len(keys), *keys, *args)
         except self._errors as exc:
-            raise self._storage_error(exc, None) from None
+            raise await self._failed(exc, None) from None
+
+    async def _failed(self, exc: Exception, key: str | None) -> StorageError:
+        """:meth:`_storage_error` for a call of the asyncio client. On a Redis Cluster whose node
+        could not be reached (it died, a failover is under way) this loop's client is dropped: the
+        next call makes a new one, which asks the nodes it was given where the slots are now."""
+        errors = self._redis.exceptions
+        lost: tuple[type[Exception], ...] = (errors.ConnectionError, errors.TimeoutError)
+        lost += (errors.ClusterError, errors.RedisClusterException)
+        if self._connect_options["cluster"] and isinstance(exc, lost):
+            client = self._async_clients.pop(asyncio.get_running_loop(), None)
+            if client is not None:
+                with contextlib.suppress(Exception):  # its connections are broken already
+                    await client.aclose()
+        return self._storage_error(exc, key)
 
     async def _first_score(self, key: str) -> float | None:
         if self._overlaps():
             try:
                 first = await self._async_client().zrange(key, 0, 0, withscores=True)
             except self._errors as exc:
-                raise self._storage_error(exc, key) from None
+                raise await self._failed(exc, key) from None
         else:
             first = self._io(lambda: self.client.zrange(key, 0, 0, withscores=True), key)
         return float(first[0][1]) if first else None
@@ -466,7 +532,7 @@ class RedisStorageDriver(BaseQueueDriver):
             pipe = client.pipeline(transaction=False)
             for script, args, *more in pending:
                 keys = [*fixed, *more[0]] if more else fixed
-                pipe.evalsha(script.sha, len(keys), *keys, *args)
+                pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)  # (cluster too)
             if overlaps:
                 return list(await pipe.execute(raise_on_error=False))
             return list(self._io(lambda: pipe.execute(raise_on_error=False)))
@@ -494,7 +560,7 @@ class RedisStorageDriver(BaseQueueDriver):
                 for script in {id(call[0]): call[0] for call in pending}.values():
                     await load(script)
         except self._errors as exc:
-            raise self._storage_error(exc, None) from None
+            raise await self._failed(exc, None) from None
         return replies
 
     # A settle (ack, release, bury) only touches the reservation it was given: if the lease ran
@@ -578,7 +644,7 @@ class RedisStorageDriver(BaseQueueDriver):
             try:
                 body, fields = await pipe.execute(raise_on_error=False)
             except self._errors as exc:
-                raise self._storage_error(exc, None) from None
+                raise await self._failed(exc, None) from None
         else:
             body, fields = self._io(lambda: pipe.execute(raise_on_error=False))
         if isinstance(body, Exception):  # a key of the job that holds another type: read as absent
@@ -625,6 +691,19 @@ def _opt(value: object) -> str:
     if value is None:
         return ""
     return "=" + (repr(value) if isinstance(value, float) else str(value))
+
+
+def _nodes(nodes: object) -> list[tuple[str, int]] | None:
+    """``["host:port", ...]`` as (host, port) pairs; None if that is not what ``nodes`` is."""
+    if not isinstance(nodes, (list, tuple)) or not nodes:
+        return None
+    pairs = []
+    for node in nodes:
+        host, _, port = node.rpartition(":") if isinstance(node, str) else ("", "", "")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            return None
+        pairs.append((host, int(port)))
+    return pairs
 
 
 def _payload_text(record: JobRecord) -> str:
