@@ -520,10 +520,12 @@ class RedisStorageDriver(BaseQueueDriver):
 
     async def _pipelined(self, calls: Sequence[_Call]) -> list[Any]:
         """Script calls by EVALSHA in one pipeline: one round trip, each script atomic, in order.
-        (redis-py's own script pipelining first asks SCRIPT EXISTS: a second round trip.) After a
-        server restart or SCRIPT FLUSH the server answers NOSCRIPT from that point on: the
-        scripts are loaded and the calls that were refused run again, in order, so each call
-        runs exactly once. A call is (script, args) or (script, args, keys besides the fixed ones)."""
+        (redis-py's own script pipelining first asks SCRIPT EXISTS: a second round trip.) A call
+        the server refuses with NOSCRIPT (after a restart or SCRIPT FLUSH, or a script this server
+        has not run yet) did not run, while the calls after it did: the refused scripts are
+        loaded and only the refused calls run again, in their order, so each call runs exactly
+        once and every reply is kept. A call is (script, args) or (script, args, keys besides the
+        fixed ones)."""
         fixed = self._keys
         overlaps = self._overlaps()
         client: Any = self._async_client() if overlaps else self.client
@@ -543,21 +545,20 @@ class RedisStorageDriver(BaseQueueDriver):
             else:
                 self._io(lambda: client.script_load(script.script))
 
-        replies: list[Any] = []
-        pending = list(calls)
+        replies: list[Any] = [None] * len(calls)
+        todo = list(range(len(calls)))
         try:
-            while pending:
-                answers = await send(pending)
-                refused = next((n for n, a in enumerate(answers) if isinstance(a, self._no_script)), None)
-                done = answers if refused is None else answers[:refused]
-                for answer in done:
-                    if isinstance(answer, Exception):
+            while todo:
+                answers = await send([calls[i] for i in todo])
+                refused = [
+                    i for i, answer in zip(todo, answers, strict=True) if isinstance(answer, self._no_script)
+                ]
+                for i, answer in zip(todo, answers, strict=True):
+                    if isinstance(answer, Exception) and i not in refused:
                         raise answer
-                replies += done
-                if refused is None:
-                    break
-                pending = pending[refused:]
-                for script in {id(call[0]): call[0] for call in pending}.values():
+                    replies[i] = answer
+                todo = refused
+                for script in {id(calls[i][0]): calls[i][0] for i in refused}.values():
                     await load(script)
         except self._errors as exc:
             raise await self._failed(exc, None) from None
