@@ -25,7 +25,7 @@ from typing import Any, ClassVar
 
 import pytest
 
-from khadem_lab import DriverConfig, JobRegistry, QueueJob, QueueManager, RedisStorageDriver
+from khadem_lab import ConfigError, DriverConfig, JobRegistry, QueueJob, QueueManager, RedisStorageDriver
 from khadem_lab.clock import Clock
 from khadem_lab.drivers.base import BaseQueueDriver
 from khadem_lab.testing.contract import DriverContract
@@ -276,3 +276,22 @@ def test_failover_drill_the_queue_goes_on_on_the_promoted_replica(cluster: Clust
         f"errors reported; {len(twice)} jobs ran twice (an ack or reserve the old master had "
         f"not replicated); 0 jobs lost"
     )
+
+
+# ================================================================================ options
+@pytest.mark.parametrize(
+    ("options", "named"),
+    [
+        ({"nodes": []}, "nodes"),
+        ({"nodes": ["127.0.0.1"]}, "nodes"),
+        ({"nodes": ["127.0.0.1:99999"]}, "nodes"),
+        ({"nodes": "127.0.0.1:7000"}, "nodes"),
+        ({"cluster": "yes"}, "cluster"),
+        ({"cluster": True, "db": 2}, "db"),
+        ({"nodes": ["127.0.0.1:7000"], "db": 1}, "db"),
+    ],
+)
+def test_a_bad_cluster_option_is_refused_naming_it(options: dict[str, Any], named: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        RedisStorageDriver(DriverConfig(name="r"), queue_name="q", **options)
+    assert f"queue.drivers.r.{named}" in str(caught.value)
