@@ -91,9 +91,10 @@ class Cluster:
         return done.stdout.decode().strip()
 
     def master_of(self, key: str) -> int:
-        """The port of the master that holds ``key``'s slot."""
-        slot = self.cli(self.ports[0], "CLUSTER", "KEYSLOT", key)
-        for line in self.cli(self.ports[0], "CLUSTER", "NODES").splitlines():
+        """The port of the master that holds ``key``'s slot (asked of a node that is alive)."""
+        alive = next(p for p in self.ports if self.servers[p].poll() is None)
+        slot = self.cli(alive, "CLUSTER", "KEYSLOT", key)
+        for line in self.cli(alive, "CLUSTER", "NODES").splitlines():
             fields = line.split()
             if "master" not in fields[2] or "fail" in fields[2]:
                 continue
