@@ -119,7 +119,7 @@ def load_scripts() -> dict[str, str]:
 #: The scripts, one file each under ``redis_scripts/``; every queue change is one of them.
 SCRIPT_NAMES = (
     "push", "reserve", "ack", "release", "bury", "reclaim", "counts", "next_at", "clear", "dead_list",
-    "requeue", "purge",
+    "requeue", "purge", "list", "cancel",
 )  # fmt: skip
 DEAD_ID_SCRIPTS = ("requeue", "purge")
 _SCRIPTS: dict[str, str] | None = None
@@ -242,6 +242,7 @@ class RedisStorageDriver(BaseQueueDriver):
         self._clear, self._dead = scripts["clear"], scripts["dead_list"]
         self._requeue, self._purge = scripts["requeue"], scripts["purge"]
         self._counts, self._next_at = scripts["counts"], scripts["next_at"]
+        self._list, self._cancel = scripts["list"], scripts["cancel"]
         self._heads: dict[tuple[Any, ...], str] = {}
         self._foreign = 0
 
@@ -636,11 +637,32 @@ class RedisStorageDriver(BaseQueueDriver):
         last = -1 if limit is None else limit - 1
         return [_record(fields) for fields in await self._script(self._dead, last)]
 
-    async def get_dead_record(self, job_id: str) -> JobRecord | None:
+    async def list_records(self, state: str, now: float, limit: int | None = None) -> list[JobRecord]:
+        records = [_record(fields) for fields in await self._script(self._list, repr(now), state)]
+        if state == "reserved":
+            records.sort(key=lambda r: (r.reserved_until or 0.0, r.seq))
+        else:
+            records.sort(key=lambda r: (r.available_at, r.seq))
+        return records if limit is None else records[:limit]
+
+    async def get_record(self, job_id: str) -> JobRecord | None:
+        body, fields = await self._read_job(job_id)
+        if body is None and (fields is None or all(f is None for f in fields)):
+            return None
+        return _record([job_id.encode(), body, *(fields or [None] * len(FIELDS))])
+
+    async def cancel_record(self, job_id: str) -> JobRecord | None:
+        fields = await self._script(self._cancel, job_id, keys=job_keys(self.prefix, job_id))
+        return _record(fields) if fields else None
+
+    async def _read_job(self, job_id: str) -> tuple[Any, list[Any] | None]:
+        """A job's body and state fields in one round trip, one consistent view (None for a key
+        that holds another type: read as absent)."""
         overlaps = self._overlaps()
+        job, state = job_keys(self.prefix, job_id)
         pipe: Any = (self._async_client() if overlaps else self.client).pipeline(transaction=True)
-        pipe.get(f"{self.prefix}job:{job_id}")  # one round trip, one consistent view
-        pipe.hmget(f"{self.prefix}state:{job_id}", list(FIELDS))
+        pipe.get(job)
+        pipe.hmget(state, list(FIELDS))
         if overlaps:
             try:
                 body, fields = await pipe.execute(raise_on_error=False)
@@ -648,9 +670,13 @@ class RedisStorageDriver(BaseQueueDriver):
                 raise await self._failed(exc, None) from None
         else:
             body, fields = self._io(lambda: pipe.execute(raise_on_error=False))
-        if isinstance(body, Exception):  # a key of the job that holds another type: read as absent
-            body = None
-        if isinstance(fields, Exception):
+        return (None if isinstance(body, Exception) else body), (
+            None if isinstance(fields, Exception) else fields
+        )
+
+    async def get_dead_record(self, job_id: str) -> JobRecord | None:
+        body, fields = await self._read_job(job_id)
+        if fields is None:
             return None
         return _record([job_id.encode(), body, *fields]) if fields[3] == b"dead" else None
 
