@@ -17,11 +17,12 @@ from ..records import JobRecord
 if TYPE_CHECKING:
     from .redis import RedisStorageDriver
 
-# KEYS[1]: the queue's `reserved` sorted set (its prefix is that of every job key). ARGV: now, lease
-# seconds, then (id, attempts) per job. Returns, per job, the lease's new end as text (17
-# significant digits: it reads back as the very double), or 0 if that reservation is not held.
+# KEYS: the queue's fixed keys (KEYS[3] is its `reserved` sorted set, whose prefix is that of every
+# job key), then the state key of each job. ARGV: now, lease seconds, then (id, attempts) per job.
+# Returns, per job, the lease's new end as text (17 significant digits: it reads back as the very
+# double), or 0 if that reservation is not held.
 RENEW = """
-local RESERVED = KEYS[1]
+local RESERVED = KEYS[3]
 local P = string.sub(RESERVED, 1, -(#'reserved' + 1))
 local now, lease = tonumber(ARGV[1]), tonumber(ARGV[2])
 local t = redis.call('TYPE', RESERVED)['ok']
@@ -51,7 +52,7 @@ return out
 """
 
 
-def renew(driver: RedisStorageDriver, records: Sequence[JobRecord], now: float) -> list[bool | None]:
+async def renew(driver: RedisStorageDriver, records: Sequence[JobRecord], now: float) -> list[bool | None]:
     """:meth:`~khadem_lab.drivers.base.BaseQueueDriver.renew_records` for ``driver``: one script
     call (one round trip) for all of ``records``."""
     if not records:
@@ -59,8 +60,8 @@ def renew(driver: RedisStorageDriver, records: Sequence[JobRecord], now: float) 
     args: list[str | int] = [repr(now), repr(driver.lease_seconds)]
     for record in records:
         args += (record.id, record.attempts)
-    reserved_key = driver.prefix + "reserved"
-    replies = driver._io(lambda: driver._renew(keys=[reserved_key], args=args))
+    keys = [f"{driver.prefix}state:{record.id}" for record in records]
+    replies = await driver._script(driver._renew, *args, keys=keys)
     renewed: list[bool | None] = []
     for record, reply in zip(records, replies, strict=True):
         if isinstance(reply, bytes):
