@@ -370,6 +370,11 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
         move. A task spinning outside any job is cancelled once it is seen ready twice."""
         stall = self.stall
         assert stall is not None
+        if stall.kind == "spin" and timeout != 0 and not stall.stopped:
+            # Judged spinning, but nothing is ready now: the loop waits, so nothing spins (finite
+            # work at one instant that a loaded machine made slow). Not a stall after all.
+            self.stall = None
+            return False
         if stall.kind == "interrupt" or timeout != 0:
             stall.at = self._vnow  # where it stops (Ctrl-C comes from another thread, a bit earlier)
             self.stop()

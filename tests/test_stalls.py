@@ -32,6 +32,7 @@ from khadem_lab import (
     SimulationStalled,
     queue_job,
 )
+from khadem_lab.watchdog import Stall
 
 from .kernel import Kernel
 from .support import at
@@ -255,6 +256,29 @@ def test_a_few_slow_steps_at_one_instant_are_not_a_spin(sim: Simulation) -> None
 
     assert sim.run(slow_steps()) == 20
     assert sim.now() == at(0)
+
+
+def test_a_spin_verdict_is_withdrawn_when_the_loop_finds_nothing_ready(sim: Simulation) -> None:
+    # On a loaded machine the watchdog can judge "it spins" (many iterations, stall_timeout of
+    # real time) just as finite work at one instant ends (a worker stopping): when the loop then
+    # finds nothing ready, nothing spins, and the call must end normally, not with a LivelockError
+    # saying "nothing could be stopped" (seen in notebook 12's clean-up cell under load).
+    loop = sim.loop
+
+    async def judged_spinning_then_waits() -> str:
+        loop.stall = Stall("spin", loop.time())  # what the watchdog sets from its thread
+        await asyncio.sleep(1)  # nothing is ready: the loop waits, time moves
+        return "done"
+
+    async def judged_spinning_as_the_call_ends() -> str:
+        loop.stall = Stall("spin", loop.time())
+        return "done"
+
+    assert sim.run(judged_spinning_then_waits()) == "done"
+    assert sim.now() == at(1)
+    assert sim.run(judged_spinning_as_the_call_ends()) == "done"
+    assert loop.stall is None
+    assert sim.advance(seconds=1) == at(2)
 
 
 def test_the_watchdog_can_be_switched_off_and_is_checked() -> None:
