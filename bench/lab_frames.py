@@ -33,9 +33,9 @@ FRAMES = ("events", "attempts", "jobs", "depth", "metrics")
 HOURS = 10
 
 
-def scenario(jobs: int) -> Scenario:
+def scenario(jobs: int, hours: float = HOURS) -> Scenario:
     return Scenario(
-        arrivals=[Poisson(per_minute=jobs / (HOURS * 60))],
+        arrivals=[Poisson(per_minute=jobs / (hours * 60))],
         job_types=[JobType("Work", service=ExponentialTime(5.0)), JobType("Mail", 2, ExponentialTime(1.0))],
         failures=[Flaky(0.05)],
         workers=4,
@@ -74,7 +74,6 @@ def memory(jobs: int) -> dict[str, Any]:
     peak_building = tracemalloc.get_traced_memory()[1] - with_log
     frame_bytes = sum(int(f.memory_usage(deep=True).sum()) for f in built.values())
     del built
-    frames._last[:] = [None, None]  # the frames' cache of the log's columns
     result.log.clear()
     gc.collect()
     without_log = tracemalloc.get_traced_memory()[0]

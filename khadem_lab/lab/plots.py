@@ -715,7 +715,8 @@ def overview(
     """The dashboard's plots in one figure: timeline on top, then depth and throughput, latency
     and success rate. ``source``: events (an ``EventLog``)."""
     f = _frames()
-    events = list(source) if not isinstance(source, pd.DataFrame) else source
+    # read the log's columns once for the five frames
+    events = source if isinstance(source, pd.DataFrame) else f._columns(source)
     if fig is None:
         fig = new_figure(12, 10)
     else:
