@@ -424,10 +424,13 @@ def _attempts(c: _Columns, tz: TZ) -> tuple[pd.DataFrame, np.ndarray]:
 
     job_code = c.job_code[first_event] if n else np.empty(0, dtype=np.intp)
     attempt_no = c.attempt[first_event] if n else np.empty(0, dtype=np.int64)
-    # wait: attempt 1 since dispatch; later ones since the previous attempt ended
+    # wait: attempt 1 since dispatch; later ones since the previous attempt gave the job back: its
+    # first end (a lease that ran out under a live run ends the delivery; the run ends later)
+    has_first_end, first_end_at = lookup(c.is_kind(*_ENDERS))
+    released = np.where(has_first_end, c.t[first_end_at], ended)
     dispatched = c.job_first(c.kind == _DISPATCHED, c.t)
     prev_rows = position.get_indexer(row_keys - 1)
-    since = np.where(prev_rows >= 0, ended[np.maximum(prev_rows, 0)], np.nan)
+    since = np.where(prev_rows >= 0, released[np.maximum(prev_rows, 0)], np.nan)
     since = np.where(attempt_no == 1, dispatched[job_code] if n else since, since)
     wait = started - since
     retry_delay = np.where(has_retry, c.avail[retry_at] - c.t[retry_at], np.nan)
