@@ -13,12 +13,12 @@ Standard library only: the core runs without numpy.
 
 from __future__ import annotations
 
-import math
 from array import array
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
-from itertools import islice
+from itertools import compress, islice, repeat
+from operator import add, is_not, sub
 from typing import Any, overload
 
 from .events import EventKind, QueueEvent
@@ -31,7 +31,6 @@ CHUNK = 16_384
 #: The kinds, by their code in :attr:`Block.kind`.
 KINDS: tuple[EventKind, ...] = tuple(EventKind)
 _KIND_CODE = {kind: code for code, kind in enumerate(KINDS)}
-_NONE_AS_NAN = {None: math.nan}
 #: The fields of a block that hold strings, each as ``codes`` into a tuple of the distinct values.
 STRING_FIELDS = ("job_id", "job_type", "queue", "driver", "worker", "error")
 
@@ -55,18 +54,29 @@ def _coded(values: Sequence[Any]) -> tuple[array[int], tuple[Any, ...]]:
     return _small_ints(list(map(index.__getitem__, values))), distinct
 
 
+def _sparse(values: Sequence[float | None]) -> tuple[array[int], array[float]]:
+    """The positions of the values that are not None, and those values (most events have no
+    ``available_at`` or ``duration``)."""
+    present = list(map(is_not, values, repeat(None)))
+    found: Iterator[Any] = compress(values, present)  # only floats
+    return _small_ints(list(compress(range(len(values)), present))), array("d", found)
+
+
 class Block:
-    """Events packed column by column: ``time``, ``seq``, ``available_at`` and ``duration`` as
-    float / int arrays (NaN for a missing time), ``kind`` as codes into :data:`KINDS`,
-    ``attempt`` as ints, and each of :data:`STRING_FIELDS` as ``<field>`` codes into
-    ``<field>_values``. Read-only once made."""
+    """Events packed column by column: ``time`` as floats; ``seq`` as ``seq_base`` plus small
+    ints; ``kind`` as codes into :data:`KINDS`; ``attempt`` as ints; ``available_at`` and
+    ``duration`` sparse (``<field>_at``: the positions of the events that have one, ``<field>``:
+    the values); each of :data:`STRING_FIELDS` as ``<field>`` codes into ``<field>_values``.
+    Read-only once made."""
 
     __slots__ = (
         "attempt",
         "available_at",
+        "available_at_at",
         "driver",
         "driver_values",
         "duration",
+        "duration_at",
         "error",
         "error_values",
         "job_id",
@@ -78,6 +88,7 @@ class Block:
         "queue",
         "queue_values",
         "seq",
+        "seq_base",
         "time",
         "worker",
         "worker_values",
@@ -91,11 +102,12 @@ class Block:
             fields = list(zip(*events, strict=True))
         time, seq, kind, job_id, job_type, queue, attempt, driver, worker, error, available, duration = fields
         self.time = array("d", time)
-        self.seq = array("q", seq)
+        self.seq_base = seq[0] if seq else 0
+        self.seq = _small_ints(list(map(sub, seq, repeat(self.seq_base))))
         self.kind = array("b", map(_KIND_CODE.__getitem__, kind))
         self.attempt = _small_ints(attempt)
-        self.available_at = array("d", map(_NONE_AS_NAN.get, available, available))
-        self.duration = array("d", map(_NONE_AS_NAN.get, duration, duration))
+        self.available_at_at, self.available_at = _sparse(available)
+        self.duration_at, self.duration = _sparse(duration)
         self.job_id, self.job_id_values = _coded(job_id)
         self.job_type, self.job_type_values = _coded(job_type)
         self.queue, self.queue_values = _coded(queue)
@@ -107,20 +119,25 @@ class Block:
         """The events ``start:stop`` as ``QueueEvent`` tuples, equal to the ones packed."""
         stop = self.n if stop is None else stop
 
-        def part(values: Sequence[Any]) -> Iterator[Any]:
-            return islice(values, start, stop)
+        def part(values: Sequence[Any]) -> Sequence[Any]:
+            return values[start:stop]
 
         def strings(field: str) -> Iterator[Any]:
             return map(getattr(self, field + "_values").__getitem__, part(getattr(self, field)))
 
-        def times(values: Sequence[float]) -> Iterator[float | None]:
-            return (None if t != t else t for t in part(values))  # NaN: missing
+        def dense(field: str) -> list[float | None]:
+            positions, present = getattr(self, field + "_at"), getattr(self, field)
+            values: list[float | None] = [None] * (stop - start)
+            first, last = bisect_left(positions, start), bisect_left(positions, stop)
+            for position, value in zip(positions[first:last], present[first:last], strict=True):
+                values[position - start] = value
+            return values
 
         return map(
             QueueEvent._make,
             zip(
                 part(self.time),
-                part(self.seq),
+                map(add, part(self.seq), repeat(self.seq_base)),
                 map(KINDS.__getitem__, part(self.kind)),
                 strings("job_id"),
                 strings("job_type"),
@@ -129,17 +146,11 @@ class Block:
                 strings("driver"),
                 strings("worker"),
                 strings("error"),
-                times(self.available_at),
-                times(self.duration),
+                dense("available_at"),
+                dense("duration"),
                 strict=True,
             ),
         )
-
-    def nbytes(self) -> int:
-        """The bytes of its arrays (not counting the strings themselves)."""
-        arrays = [getattr(self, name) for name in self.__slots__ if isinstance(getattr(self, name), array)]
-        return sum(a.itemsize * len(a) for a in arrays)
-
 
 class EventLog:
     """A subscriber that keeps every event, in order: the history of a run.

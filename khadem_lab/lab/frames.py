@@ -210,9 +210,24 @@ class _Columns:
     def t(self) -> np.ndarray:
         return self._numbers("time", np.float64)
 
+    def _sparse(self, field: str) -> np.ndarray:
+        """A field a block keeps only where present (positions and values): NaN elsewhere."""
+        out = np.full(self.n, np.nan)
+        offset = 0
+        for block, start, stop in self.blocks:
+            positions = _array(getattr(block, field + "_at"), np.int8).astype(np.intp)
+            values = _array(getattr(block, field), np.float64)
+            keep = (positions >= start) & (positions < stop)
+            out[offset + positions[keep] - start] = values[keep]
+            offset += stop - start
+        return out
+
     @cached_property
     def seq(self) -> np.ndarray:
-        return self._numbers("seq", np.int64)
+        parts = [
+            _array(b.seq, np.int8)[start:stop].astype(np.int64) + b.seq_base for b, start, stop in self.blocks
+        ]
+        return np.concatenate(parts) if parts else np.empty(0, dtype=np.int64)
 
     @cached_property
     def kind(self) -> np.ndarray:
@@ -220,15 +235,17 @@ class _Columns:
 
     @cached_property
     def attempt(self) -> np.ndarray:
-        return self._numbers("attempt", np.int64)
+        """As narrow as the blocks keep it (int64 in the frames)."""
+        parts = [_array(b.attempt, np.int8)[start:stop] for b, start, stop in self.blocks]
+        return np.concatenate(parts) if parts else np.empty(0, dtype=np.int8)
 
     @cached_property
     def avail(self) -> np.ndarray:
-        return self._numbers("available_at", np.float64)
+        return self._sparse("available_at")
 
     @cached_property
     def duration(self) -> np.ndarray:
-        return self._numbers("duration", np.float64)
+        return self._sparse("duration")
 
     @cached_property
     def job(self) -> _Strings:
@@ -336,7 +353,7 @@ def events(source: Source, tz: TZ = None) -> pd.DataFrame:
             "job_id": c.job.strings(),
             "job_type": c.strings("job_type").category(),
             "queue": c.strings("queue").category(),
-            "attempt": c.attempt,
+            "attempt": c.attempt.astype(np.int64),
             "driver": c.strings("driver").category(),
             "worker": c.strings("worker").category(extra=("",)),
             "error": c.strings("error").strings(),
@@ -423,7 +440,7 @@ def _attempts(c: _Columns, tz: TZ) -> tuple[pd.DataFrame, np.ndarray]:
     outcome[~has_end & has_final] = "failed"
 
     job_code = c.job_code[first_event] if n else np.empty(0, dtype=np.intp)
-    attempt_no = c.attempt[first_event] if n else np.empty(0, dtype=np.int64)
+    attempt_no = c.attempt[first_event].astype(np.int64) if n else np.empty(0, dtype=np.int64)
     # wait: attempt 1 since dispatch; later ones since the previous attempt gave the job back: its
     # first end (a lease that ran out under a live run ends the delivery; the run ends later)
     has_first_end, first_end_at = lookup(c.is_kind(*_ENDERS))
