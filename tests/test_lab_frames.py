@@ -352,3 +352,24 @@ def test_wait_after_a_lease_that_ran_out_under_a_live_run() -> None:
     # Then each retry waited from the moment the job was given back (the lease's end), not from
     # the end of the run that had lost it: no negative waits
     assert attempts["wait"].tolist() == [0.0, 0.0, 0.0, 0.0]
+
+
+@pytest.mark.parametrize("chunk", [1, 8, 16_384])
+def test_frames_of_a_bounded_log_that_dropped_blocks(
+    history: tuple[EventLog, Any], chunk: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from khadem_lab import eventlog
+
+    monkeypatch.setattr(eventlog, "CHUNK", chunk)
+    full = list(history[0])
+    bounded = EventLog(maxlen=13)
+    for event in full:
+        bounded(event)
+    kept = full[-13:]
+    # the log's blocks start before its window: the frames see the 13 latest events only
+    events = frames.events(bounded)
+    assert events["seq"].tolist() == [e.seq for e in kept]
+    assert events["job_id"].tolist() == [e.job_id for e in kept]
+    for build in (frames.events, frames.attempts, frames.jobs, frames.depth, frames.metrics):
+        pd.testing.assert_frame_equal(build(bounded), build(kept))
+    assert frames.jobs(bounded)["job_id"].tolist() == list(dict.fromkeys(e.job_id for e in kept))

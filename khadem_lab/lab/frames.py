@@ -5,11 +5,15 @@ Every function takes ``source``, an :class:`~khadem_lab.events.EventLog` or any 
 ``"Europe/Berlin"``; default UTC) in which the time columns are shown. Times are aware
 ``datetime64[us]`` (exact to the microsecond, like the queue's clock), durations are float seconds
 (NaN when absent), ``kind``/``job_type``/``queue``/``driver``/``worker``/``outcome``/``final_state``
-are categoricals. The columns are built from the event tuples once, then worked on as arrays: a
-million events take seconds, not minutes.
+are categoricals (``worker``'s include ``""``, so ``fillna("")`` works). An EventLog's columns are
+read as arrays straight from its blocks (:mod:`khadem_lab.eventlog`), strings converted once per
+distinct value, and worked on as arrays: a million events take a fraction of a second. Other
+iterables of events are packed the same way first.
 
 - :func:`events`: one row per event.
 - :func:`attempts`: one row per attempt (``job_id`` + ``attempt``), in the order they began.
+  A retry's ``wait`` counts from when the previous attempt gave the job back: its end, or the end
+  of its lease if that ran out while the run went on (the run's own end is ``ended``).
 - :func:`jobs`: one row per job, in the order they first appear.
 - :func:`depth`: ready / delayed / in-progress / dead-lettered counts over time.
 - :func:`metrics`: the counters of :class:`~khadem_lab.metrics.QueueMetrics` over time.
@@ -372,8 +376,9 @@ def attempts(source: Source, tz: TZ = None) -> pd.DataFrame:
     completed, failed, timed_out (``JobTimeoutError``), stalled (``JobStalledError``),
     lease_expired (its worker vanished), lease_lost (it ended after its delivery was taken away)
     or running; ``error`` the failure's text; ``wait`` (s) is from dispatch to start for the first
-    attempt, from the end of the previous attempt to start for the others; ``retry_delay`` (s)
-    the delay scheduled after this attempt (NaN if none).
+    attempt, for the others from when the previous attempt gave the job back (its end, or its
+    lease's end if the run outlived its lease) to start; ``retry_delay`` (s) the delay scheduled
+    after this attempt (NaN if none).
     """
     c = _columns(source)
     return _attempts(c, tz)[0]

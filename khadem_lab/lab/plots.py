@@ -222,7 +222,9 @@ def timeline(
 
     Exactly one bar (a ``Rectangle`` in ``ax.patches``, ``gid`` ``"<job_id>:<attempt>"``) per
     attempt. The attempts of one job are linked by a thin dotted line from one attempt's end to the
-    next one's start: the gap is the retry delay (labelled when the rows are jobs). A running
+    next one's start: the gap is the retry delay (labelled when the rows are jobs). If the attempt
+    outlived its lease (the job was taken again while it ran), the line starts where the next
+    attempt's ``wait`` began, never after that attempt's start. A running
     attempt (no end yet) reaches ``now`` (default: the latest time in the frame), hatched.
     ``last``: only the ``last`` attempts by start time (keeps a long run readable and cheap).
     ``source``: ``frames.attempts`` or events.
