@@ -49,9 +49,13 @@ def _small_ints(values: Sequence[int]) -> array[int]:
 def _coded(values: Sequence[Any]) -> tuple[array[int], tuple[Any, ...]]:
     """Each value as a code into the distinct values (in order of first appearance; None is a
     value like any other)."""
-    distinct = tuple(dict.fromkeys(values))
-    index = {value: code for code, value in enumerate(distinct)}
-    return _small_ints(list(map(index.__getitem__, values))), distinct
+    index = dict.fromkeys(values)
+    count = len(index)
+    typecode = "b" if count <= 1 << 7 else "h" if count <= 1 << 15 else "i"
+    if count == 1:  # a queue, a driver: the same on every event
+        return array(typecode, bytes(len(values))), tuple(index)
+    index.update(zip(index, range(count), strict=True))
+    return array(typecode, map(index.__getitem__, values)), tuple(index)
 
 
 def _sparse(values: Sequence[float | None]) -> tuple[array[int], array[float]]:
@@ -99,7 +103,7 @@ class Block:
         if not events:
             fields: list[Sequence[Any]] = [() for _ in QueueEvent._fields]
         else:
-            fields = list(zip(*events, strict=True))
+            fields = list(zip(*events, strict=True))  # one tuple per field
         time, seq, kind, job_id, job_type, queue, attempt, driver, worker, error, available, duration = fields
         self.time = array("d", time)
         self.seq_base = seq[0] if seq else 0
