@@ -49,7 +49,7 @@ def _small_ints(values: Sequence[int]) -> array[int]:
 def _coded(values: Sequence[Any]) -> tuple[array[int], tuple[Any, ...]]:
     """Each value as a code into the distinct values (in order of first appearance; None is a
     value like any other)."""
-    index = dict.fromkeys(values)
+    index: dict[Any, Any] = dict.fromkeys(values)
     count = len(index)
     typecode = "b" if count <= 1 << 7 else "h" if count <= 1 << 15 else "i"
     if count == 1:  # a queue, a driver: the same on every event
