@@ -635,15 +635,15 @@ def metrics(source: Source, tz: TZ = None) -> pd.DataFrame:
     times = c.t[rows]
     last_of_instant = np.append(times[1:] != times[:-1], True) if len(times) else np.zeros(0, dtype=bool)
     times = times[last_of_instant]
-    counts = np.empty((len(times), len(columns)), dtype=np.int64)
-    for i, flag in enumerate(columns.values()):  # one column at a time: millions of rows
-        counts[:, i] = np.cumsum(flag[rows], dtype=np.int64)[last_of_instant]
-    frame = pd.DataFrame(counts, columns=list(columns), dtype=np.int64, copy=False)
-    finished = frame["jobs_completed"] + frame["jobs_failed"]
-    rate = (frame["jobs_completed"] / finished.where(finished > 0)).fillna(1.0).astype(np.float64)
-    frame.insert(0, "time", _times(times, tz))
-    frame.insert(7, "success_rate", rate)
-    return frame[list(METRIC_COLUMNS)]
+    counts = {  # one column at a time: millions of rows
+        name: np.cumsum(flag[rows], dtype=np.int64)[last_of_instant] for name, flag in columns.items()
+    }
+    completed, finished = counts["jobs_completed"], counts["jobs_completed"] + counts["jobs_failed"]
+    rate = np.divide(completed, finished, out=np.ones(len(finished)), where=finished > 0)
+    counts["time"] = _times(times, tz)
+    counts["success_rate"] = rate
+    # built in its final column order, without a copy: a long run's metrics are millions of rows
+    return pd.DataFrame({name: counts[name] for name in METRIC_COLUMNS}, copy=False)
 
 
 # -- retry plans ----------------------------------------------------------------------------------------
