@@ -176,8 +176,6 @@ class EventLog:
         self._blocks: deque[Block] = deque()
         self._packed = 0  # events in _blocks
         self._tail: list[QueueEvent] = []
-        #: Changes whenever events are dropped or cleared (with the count, it names a state).
-        self.generation = 0
 
     @property
     def maxlen(self) -> int | None:
@@ -215,7 +213,6 @@ class EventLog:
         if self._maxlen is not None:
             while self._blocks and self._packed - self._blocks[0].n >= self._maxlen:
                 self._packed -= self._blocks.popleft().n
-                self.generation += 1
 
     # -- reading ------------------------------------------------------------------------------------
     def _skip(self) -> int:
@@ -242,10 +239,9 @@ class EventLog:
         if stop > offset:
             yield from self._tail[max(start, offset) - offset : stop - offset]
 
-    def blocks(self) -> tuple[list[tuple[Block, int, int]], int]:
+    def blocks(self) -> list[tuple[Block, int, int]]:
         """The stored events as ``(block, start, stop)`` parts, in order (the unpacked ones packed
-        into a block for the occasion), and the log's :attr:`generation` (for caches). For
-        :mod:`khadem_lab.lab.frames`."""
+        into a block for the occasion). For :mod:`khadem_lab.lab.frames`."""
         parts = [(block, 0, block.n) for block in self._blocks]
         if self._tail:
             tail = Block(self._tail)
@@ -258,7 +254,7 @@ class EventLog:
                 continue
             trimmed.append((block, start + skip, stop))
             skip = 0
-        return trimmed, self.generation
+        return trimmed
 
     @property
     def events(self) -> Events:
@@ -276,7 +272,6 @@ class EventLog:
         self._blocks.clear()
         self._tail = []
         self._packed = 0
-        self.generation += 1
 
     def __repr__(self) -> str:
         bound = "" if self._maxlen is None else f", maxlen={self._maxlen}"

@@ -95,7 +95,7 @@ def test_a_stored_event_takes_a_fraction_of_a_tuple(chunk: int) -> None:
     events = history(1000)
     log = EventLog()
     log.extend(events)
-    blocks = [block for block, _, _ in log.blocks()[0]]
+    blocks = [block for block, _, _ in log.blocks()]
     arrays = sum(
         len(a) * a.itemsize
         for block in blocks

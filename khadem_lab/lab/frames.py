@@ -318,7 +318,7 @@ def _columns(source: Source | _Columns) -> _Columns:
         log = EventLog()
         log.extend(source)
         source = log
-    return _Columns(source.blocks()[0])
+    return _Columns(source.blocks())
 
 
 def _tz(tz: TZ) -> Any:
