@@ -7,7 +7,7 @@ after 30 s, 4 workers x 8 slots), its virtual duration scaled with ``--jobs`` so
 stays the same (10 hours per 100,000 jobs). Two runs, each in a fresh interpreter:
 
 * ``rss``: the simulation, then the five frames of :mod:`khadem_lab.lab.frames` built and all
-  kept; the process's peak resident set (``resource.getrusage``, ``ru_maxrss``) after each step.
+  kept; the process's peak resident set (``resource.getrusage``, `ru_maxrss`) after each step.
   The peak covers everything the process holds: the interpreter, numpy / pandas, the queue's own
   state, the log, the frames and the temporaries of building them.
 * ``traced``: the same under ``tracemalloc``, started before the simulation: the bytes the log
@@ -48,7 +48,7 @@ def hours_for(jobs: int) -> float:
 
 
 def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux: MiB
 
 
 def rss(jobs: int) -> dict[str, Any]:
@@ -124,10 +124,12 @@ def markdown(report: dict[str, Any]) -> str:
         f"| **log + frames, MB** (target <= 1000) | **{report['log_plus_frames_mb']}** ({fits}) |",
         f"| traced peak while building the frames (log and frames included), MB "
         f"| {report['traced_peak_building_frames_mb']} |",
-        f"| peak RSS after the simulation, MB (whole process) | {report['peak_rss_after_simulation_mb']} |",
-        f"| peak RSS after the five frames, MB (whole process) | {report['peak_rss_after_frames_mb']} |",
+        f"| peak RSS after the simulation, MiB (whole process) | {report['peak_rss_after_simulation_mb']} |",
+        f"| peak RSS after the five frames, MiB (whole process) | {report['peak_rss_after_frames_mb']} |",
         f"| simulation, s (without tracemalloc) | {report['simulate_s']} |",
         f"| five frames, s | {report['frames_s']} |",
+        "",
+        "MB: 10^6 bytes (tracemalloc); MiB: 2^20 bytes (`ru_maxrss`, KiB on Linux, / 1024).",
         "",
         "| frame | rows | MB |",
         "|---|---:|---:|",
