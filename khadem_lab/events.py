@@ -12,8 +12,7 @@ failures.
 from __future__ import annotations
 
 import logging
-from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from enum import StrEnum
 from typing import Any, NamedTuple
 
@@ -224,42 +223,6 @@ def deliver(subscribers: tuple[Subscriber, ...], event: QueueEvent, bus: EventBu
             bus.subscriber_failed(subscriber, event, error)
 
 
-class EventLog:
-    """A subscriber that keeps every event, in order: the history of a run.
-
-    ``maxlen`` bounds it for long runs: the oldest events are dropped as new ones come, in
-    constant time (``events`` is then a ``collections.deque``; without ``maxlen`` it is a list).
-    An event costs about 300 bytes kept (the tuple and its float fields; ids and names are shared
-    with the job record): ``bench/lab_frames.py`` measures it. :mod:`khadem_lab.lab.frames`
-    turns a log into pandas tables.
-    """
-
-    def __init__(self, maxlen: int | None = None) -> None:
-        if maxlen is not None and maxlen < 0:
-            raise ValueError(f"maxlen must be None or >= 0, got {maxlen!r}")
-        self.events: list[QueueEvent] | deque[QueueEvent] = [] if maxlen is None else deque(maxlen=maxlen)
-        self._append = self.events.append
-
-    @property
-    def maxlen(self) -> int | None:
-        """How many events are kept at most (None: all)."""
-        return self.events.maxlen if isinstance(self.events, deque) else None
-
-    def __call__(self, event: QueueEvent) -> None:
-        self._append(event)  # a bounded deque drops its oldest event itself
-
-    def __iter__(self) -> Iterator[QueueEvent]:
-        return iter(self.events)
-
-    def __len__(self) -> int:
-        return len(self.events)
-
-    def of_kind(self, *kinds: EventKind) -> list[QueueEvent]:
-        return [e for e in self.events if e.kind in kinds]
-
-    def rows(self) -> list[dict[str, Any]]:
-        """One dict per event, with the time as an aware datetime (ready for pandas)."""
-        return [{**e._asdict(), "at": e.at, "kind": e.kind.value} for e in self.events]
-
-    def clear(self) -> None:
-        self.events.clear()
+# The event history lives in its own module (it stores events column by column); imported here so
+# that ``from khadem_lab.events import EventLog`` keeps working.
+from .eventlog import EventLog as EventLog  # noqa: E402
