@@ -319,7 +319,7 @@ def _preemptible(frame: types.FrameType) -> bool:
         if code.co_filename.startswith(_PACKAGE_DIR):
             place = (os.path.basename(code.co_filename), code.co_name)
             # The virtual loop runs a task's step itself (Handle._run inlined): as below.
-            return place == _RUN_PATH or place == _LOOP_STEP
+            return place in (_RUN_PATH, _LOOP_STEP)
         if code.co_name == "_run" and code.co_filename.endswith("events.py"):  # the task's step
             return True
         outer = outer.f_back
