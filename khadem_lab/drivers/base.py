@@ -712,6 +712,9 @@ class BaseQueueDriver(abc.ABC):
         for record in records:
             self.emit(EventKind.DISPATCHED, record, available_at=record.available_at, time=now)
             self.notify(record.queue, record.available_at)
+        attempts = getattr(self.clock, "attempts", None)  # progress, for a simulation's watchdog
+        if attempts is not None:
+            attempts.stored += len(records)
 
     async def after_store(self, records: list[JobRecord]) -> None:
         """Hook: runs after records were stored and announced (dispatch or requeue). No-op here."""
