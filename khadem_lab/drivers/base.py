@@ -308,6 +308,9 @@ class BaseQueueDriver(abc.ABC):
             self.emit(_DISPATCHED, record, available_at=record.available_at, time=now)
             if self._waiters or self.shared_between_processes:
                 self.notify(record.queue, record.available_at)
+            attempts = getattr(self.clock, "attempts", None)  # progress, for a simulation's watchdog
+            if attempts is not None:
+                attempts.stored += 1
         else:
             await self.push_records(records)
             self._announce(records)
