@@ -376,6 +376,8 @@ class QueueManager:
         driver: str | None = None,
         name: str | None = None,
         prefetch: int = 1,
+        burst: bool = False,
+        release_on_stop: bool = False,
     ) -> ManagerCall[Worker]:
         """Start a worker, as in the spec: ``worker = await qm.start_worker(...)``.
 
@@ -387,6 +389,9 @@ class QueueManager:
         each slot reserves up to that many jobs at once and acks finished ones together (fewer
         round trips to a remote store; the prefetched jobs are in hand: a graceful stop finishes
         them, and a crash before their acks makes them run again once their leases end).
+        ``burst``: end when no job is ready (as ``rq worker --burst``), instead of waiting.
+        ``release_on_stop``: a graceful stop releases the prefetched jobs not started yet at once
+        (for other workers; their attempt stays counted) instead of finishing them.
         """
         start = self._start_worker(
             max_jobs,
@@ -399,6 +404,8 @@ class QueueManager:
             driver=driver,
             name=name,
             prefetch=prefetch,
+            burst=burst,
+            release_on_stop=release_on_stop,
         )
         return ManagerCall(start, "QueueManager.start_worker", "...", self)
 
@@ -415,6 +422,8 @@ class QueueManager:
         driver: str | None,
         name: str | None,
         prefetch: int,
+        burst: bool = False,
+        release_on_stop: bool = False,
     ) -> Worker:
         worker = Worker(
             self.get_driver(driver),
@@ -426,6 +435,8 @@ class QueueManager:
             timeout=timeout,
             hooks=hooks,
             prefetch=prefetch,
+            burst=burst,
+            release_on_stop=release_on_stop,
         )
         self._workers.append(worker)
         if run_in_background:
