@@ -69,6 +69,19 @@ class QueueEvent(NamedTuple):
 
 
 Subscriber = Callable[[QueueEvent], object]
+#: A counting subscriber's ``tally_event(kind, job_type, duration)``: what it reads of an event.
+Tally = Callable[[EventKind, str, "float | None"], object]
+#: How to deliver one kind (:attr:`EventBus.plans`): whether the event must be built, and each
+#: subscriber with its tally (None: it takes the event).
+Plan = tuple[bool, tuple[tuple[Subscriber, "Tally | None"], ...]]
+
+
+def _plan(subscribers: tuple[Subscriber, ...]) -> Plan:
+    entries = []
+    for subscriber in subscribers:
+        tally = getattr(subscriber, "tally_event", None)
+        entries.append((subscriber, tally if callable(tally) else None))
+    return any(tally is None for _, tally in entries), tuple(entries)
 
 
 class SubscriberErrors:
@@ -108,8 +121,11 @@ class EventBus:
     """Fan-out of events to subscribers, in subscription order.
 
     A subscriber may ask for some kinds only; an event of a kind nobody asked for is not even
-    built (see :attr:`by_kind`). A bus can also forward to other buses (a manager's bus receives
-    its drivers' events): their subscribers are called directly, after the bus's own.
+    built (see :attr:`by_kind`). A subscriber that only counts events may also offer
+    ``tally_event(kind, job_type, duration)``: an event that only such subscribers receive is
+    not built either, they are tallied (see :attr:`plans`). A bus can also forward to other
+    buses (a manager's bus receives its drivers' events): their subscribers are called
+    directly, after the bus's own.
     """
 
     def __init__(self) -> None:
@@ -119,6 +135,12 @@ class EventBus:
         self._errors: dict[int, SubscriberErrors] = {}  # by id(subscriber): any callable may fail
         #: For each kind, the subscribers that receive it, in order. Read-only for emitters.
         self.by_kind: dict[EventKind, tuple[Subscriber, ...]] = {kind: () for kind in EventKind}
+        #: For each kind, how to deliver it without building events nobody needs: whether some
+        #: subscriber needs the event, and per subscriber (in order) the subscriber and its
+        #: ``tally_event`` (None if it takes the event). A counting subscriber (one with
+        #: ``tally_event(kind, job_type, duration)``, as :class:`~khadem_lab.metrics.QueueMetrics`)
+        #: is handed those three values instead of the event. Read-only for emitters.
+        self.plans: dict[EventKind, Plan] = {kind: (False, ()) for kind in EventKind}
 
     def subscribe(
         self, subscriber: Subscriber, kinds: Iterable[EventKind] | None = None
@@ -145,6 +167,7 @@ class EventBus:
     def _changed(self) -> None:
         entries = self._entries()
         self.by_kind = {kind: tuple(s for s, kinds in entries if kind in kinds) for kind in EventKind}
+        self.plans = {kind: _plan(subscribers) for kind, subscribers in self.by_kind.items()}
         for source in self._sources:
             source._changed()
 

@@ -244,6 +244,27 @@ def test_many_dispatches_at_one_instant_are_work_not_a_stall(sim: Simulation) ->
     assert sim.run(qm.driver.size()) == n
 
 
+def test_dispatches_stored_at_once_count_as_work_too(sim: Simulation) -> None:
+    # The memory driver stores a dispatch without a coroutine (its fast path): a cell that
+    # dispatches job after job at one instant, with real work and a yield between dispatches,
+    # iterates the loop over and over; the jobs it stores are progress, so it is not a spin.
+    class Instant(QueueJob):
+        async def handle(self) -> None:
+            pass
+
+    qm = QueueManager(clock=sim.clock)
+    n = 1500  # more loop iterations than a spin verdict needs, 3 x stall_timeout of real time
+
+    async def dispatch_all() -> None:
+        for _ in range(n):
+            await qm.dispatch(Instant())
+            time.sleep(3 * STALL / n)  # real work between dispatches
+            await asyncio.sleep(0)
+
+    sim.run(dispatch_all())
+    assert sim.run(qm.driver.size()) == n
+
+
 def test_a_few_slow_steps_at_one_instant_are_not_a_spin(sim: Simulation) -> None:
     # Finite work that yields a few times at one instant but is slow in real time (a worker
     # stopping on a loaded machine, a cell doing real work between awaits) is not a spinning task:
