@@ -52,7 +52,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..config import DriverConfig
-from ..errors import ConfigError, StorageError
+from ..errors import ConfigError, DispatchOutcomeUnknown, StorageError
 from ..records import LEASE_EXPIRED_ERROR, JobRecord, JobStatus, QueueCounts
 from .base import BaseQueueDriver
 
@@ -114,7 +114,7 @@ PRELUDE = (
 local SEQ, QUEUES, RESERVED, DEAD, FOREIGN = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local P = string.sub(SEQ, 1, -4)
 local NOTES = {}
-local MEMBER = '^' .. string.rep('%d', 20) .. ':(%d+)$'
+local MEMBER = '^' .. string.rep('%d', 20) .. ':([^|]+)$'  -- ids: digits, or a client's job_id
 local ENTRY = '^([^|]+)|(' .. string.rep('%d', 20) .. ':%d+)$'
 local function kind(key) return redis.call('TYPE', key)['ok'] end
 -- the fixed keys hold what the driver writes there (or nothing): an error text otherwise
@@ -266,6 +266,50 @@ while i <= #ARGV do
 end
 set_jobs()
 return first
+"""
+
+# Dispatch with client ids (job_id=). ARGV: now, remember until, then per job: queue,
+# available_at, id, fingerprint, body. ``ids`` (a hash id -> fingerprint) and ``idtimes`` (a
+# sorted set of the ids by remember-until) remember the ids; an id is taken while ``job:ID`` or
+# ``state:ID`` exists or it is remembered. Jobs go to the sorted set (``queue:NAME``) with a seq
+# of their own in ``state:ID``. Returns per job false (stored) or the remembered fingerprint
+# ('' if the job is stored but its id no longer remembered).
+PUSH_IDS = """
+local now, keep = ARGV[1], ARGV[2]
+local IDS, TIMES = P .. 'ids', P .. 'idtimes'
+for key, want in pairs({[IDS] = 'hash', [TIMES] = 'zset'}) do
+  local t = kind(key)
+  if t ~= 'none' and t ~= want then
+    return redis.error_reply('KHADEMKEY ' .. key .. ' holds a ' .. t .. ', not a ' .. want)
+  end
+end
+for i = 3, #ARGV, 5 do
+  local list, why = usable(ARGV[i], true)
+  if not list then return redis.error_reply('KHADEMKEY ' .. why) end
+end
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', TIMES, '-inf', now, 'LIMIT', 0, 1000)) do
+  redis.call('ZREM', TIMES, id)
+  redis.call('HDEL', IDS, id)
+end
+local out = {}
+for i = 3, #ARGV, 5 do
+  local queue, at, id, mark, body = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
+  local job, state = P .. 'job:' .. id, P .. 'state:' .. id
+  local known = redis.call('HGET', IDS, id)
+  if not known and redis.call('EXISTS', job, state) > 0 then known = '' end
+  if known then
+    out[#out + 1] = known
+  else
+    local seq = take_seq()
+    redis.call('SET', job, body)
+    redis.call('HSET', state, 'seq', seq)
+    enqueue(id, queue, at, seq)
+    redis.call('HSET', IDS, id, mark)
+    redis.call('ZADD', TIMES, keep, id)
+    out[#out + 1] = false
+  end
+end
+return out
 """
 
 # ARGV: now, lease seconds, worker (optional), then the queues in priority order (none: all
@@ -698,6 +742,7 @@ class RedisStorageDriver(BaseQueueDriver):
             return self.client.register_script(PRELUDE + body)
 
         self._push, self._reserve, self._ack = register(PUSH), register(RESERVE), register(ACK)
+        self._push_ids = register(PUSH_IDS)
         self._release, self._bury, self._reclaim = register(RELEASE), register(BURY), register(RECLAIM)
         self._clear, self._dead = register(CLEAR), register(DEAD_LIST)
         self._requeue, self._purge = register(REQUEUE), register(PURGE)
@@ -822,10 +867,42 @@ class RedisStorageDriver(BaseQueueDriver):
                 )
             args.append(head + tail + payload)  # the body: a JSON header line, the payload's JSON
         args[count_at] = count
-        first = int(self._io(lambda: self._push(keys=self._keys, args=args)))
+        first = int(self._dispatch_io(lambda: self._push(keys=self._keys, args=args), None, len(records)))
         for offset, record in enumerate(records):
             record.seq = first + offset
             record.id = str(record.seq)  # unique across processes, and the same in every rerun
+
+    async def push_new_records(
+        self, records: Sequence[JobRecord], fingerprints: Sequence[str], now: float, remember_until: float
+    ) -> list[str | None]:
+        """One script call: the jobs whose ids are free are stored, the others reported."""
+        args: list[str | int] = [repr(now), repr(remember_until)]
+        for record, mark in zip(records, fingerprints, strict=True):
+            payload = record.payload_json
+            if payload is None:
+                payload = json.dumps(record.payload, separators=COMPACT)
+            key = (record.timeout, record.queue, record.type, record.display_name, record.max_retries)
+            head = self._heads.get(key) or self._head(key)
+            body = f"{head},{record.created_at!r},{record.available_at!r}]\n{payload}"
+            args += (record.queue, repr(record.available_at), record.id, mark, body)
+        ids = [record.id for record in records]
+        replies = self._dispatch_io(lambda: self._push_ids(keys=self._keys, args=args), ids, len(ids))
+        return [None if reply is None else reply.decode() for reply in replies]
+
+    def _dispatch_io(self, call: Callable[[], Any], ids: list[str] | None, count: int) -> Any:
+        """A dispatch's round trip: as :meth:`_io`, but a connection lost after the command was
+        sent (a reply that never came) is DispatchOutcomeUnknown: the jobs may be stored."""
+        errors = self._redis.exceptions
+        try:
+            return call()
+        except (errors.ConnectionError, errors.TimeoutError) as exc:
+            text = str(exc)
+            if isinstance(exc, errors.ConnectionError) and "connecting to" in text:
+                raise self._storage_error(exc, None) from None  # never connected: nothing was sent
+            cause = f"Redis server {self.address}: {type(exc).__name__}: {_scrub(text, *self._secrets)}"
+            raise DispatchOutcomeUnknown(ids, count, cause) from None
+        except self._errors as exc:
+            raise self._storage_error(exc, None) from None
 
     def _head(self, key: tuple[Any, ...]) -> str:
         """The body's header up to its two times: ``[timeout,queue,type,display_name,max_retries``."""

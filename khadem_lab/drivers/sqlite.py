@@ -81,6 +81,10 @@ CREATE INDEX IF NOT EXISTS jobs_reserved ON jobs (reserved_until, seq) WHERE sta
 CREATE INDEX IF NOT EXISTS jobs_dead ON jobs (seq) WHERE status = 'dead';
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 INSERT OR IGNORE INTO counters (name, value) VALUES ('seq', 0);
+CREATE TABLE IF NOT EXISTS job_ids (
+    id TEXT PRIMARY KEY, fingerprint TEXT NOT NULL, remember_until REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS job_ids_until ON job_ids (remember_until);
 """
 
 
@@ -163,6 +167,36 @@ class SQLiteDriver(BaseQueueDriver):
                 f"INSERT INTO jobs ({COLUMNS}) VALUES ({', '.join('?' * 17)})",
                 [_row(r) for r in records],
             )
+
+    async def push_new_records(
+        self, records: Sequence[JobRecord], fingerprints: Sequence[str], now: float, remember_until: float
+    ) -> list[str | None]:
+        # Client ids are never digits only, so they never meet the ids taken from seq.
+        with self._transaction(durable=True) as conn:
+            conn.execute(
+                "DELETE FROM job_ids WHERE remember_until <= ? AND id NOT IN (SELECT id FROM jobs)", (now,)
+            )
+            found: list[str | None] = []
+            new: list[tuple[JobRecord, str]] = []
+            for record, mark in zip(records, fingerprints, strict=True):
+                row = conn.execute("SELECT fingerprint FROM job_ids WHERE id = ?", (record.id,)).fetchone()
+                if row is None and conn.execute("SELECT 1 FROM jobs WHERE id = ?", (record.id,)).fetchone():
+                    row = ("",)
+                found.append(None if row is None else str(row[0]))
+                if row is None:
+                    new.append((record, mark))
+            if new:
+                first = self._take_seqs(conn, len(new))
+                for offset, (record, _mark) in enumerate(new):
+                    record.seq = first + offset
+                conn.executemany(
+                    f"INSERT INTO jobs ({COLUMNS}) VALUES ({', '.join('?' * 17)})", [_row(r) for r, _ in new]
+                )
+                conn.executemany(
+                    "INSERT INTO job_ids (id, fingerprint, remember_until) VALUES (?, ?, ?)",
+                    [(r.id, mark, remember_until) for r, mark in new],
+                )
+            return found
 
     async def reserve_record(
         self, queues: Sequence[str] | None, now: float, worker: str | None
