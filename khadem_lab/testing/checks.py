@@ -1034,7 +1034,7 @@ def job_ids_are_checked_before_anything_is_stored(make_queue: MakeQueue) -> None
     queue.register(Task)
     for bad in ["", "42", "a b", "x" * 201, 42, "na\u00efve"]:
         with raises(KhademLabError, "job_id must be a string of 1 to 200"):
-            queue.run(queue.driver.push(Task(), job_id=bad))  # type: ignore[arg-type]
+            queue.run(queue.driver.push(Task(), job_id=bad))
     with raises(KhademLabError, "job_id 'a-1' is given twice"):
         queue.run(queue.driver.push_many([Task(), Task()], job_ids=["a-1", "a-1"]))
     with raises(KhademLabError, "1 id\\(s\\) for 2 job\\(s\\)"):
