@@ -28,7 +28,7 @@ from ..errors import JobIdConflict, KhademLabError, PermanentFailure
 from ..events import EventKind
 from ..job import QueueJob
 from ..records import JobStatus
-from .harness import MakeQueue, QueueHarness, SkipCheck, needs_queue
+from .harness import MakeQueue, QueueHarness, SkipCheck, needs_job_ids, needs_queue
 
 K = EventKind
 CheckFunction = Callable[..., None]
@@ -958,6 +958,7 @@ def event_seq_is_strictly_increasing_across_jobs(make_queue: MakeQueue) -> None:
 def a_dispatch_repeated_with_its_job_id_stores_the_job_once(make_queue: MakeQueue) -> None:
     """A dispatch sent again with the same job_id (a retry after a lost reply) stores nothing more."""
     queue = make_queue()
+    needs_job_ids(queue)
     queue.start_worker()
     # Given a job dispatched with an id of the caller's choosing, due in 10 s
     first = queue.dispatch(Task("order", work=5), 10, job_id="order-42")
@@ -979,6 +980,7 @@ def a_dispatch_repeated_with_its_job_id_stores_the_job_once(make_queue: MakeQueu
 def a_completed_jobs_id_is_remembered_for_remember_job_ids(make_queue: MakeQueue) -> None:
     """Once its job completed, an id stays taken for ``remember_job_ids`` after its dispatch."""
     queue = make_queue()
+    needs_job_ids(queue)
     queue.driver.remember_job_ids = 3600
     queue.start_worker()
     queue.dispatch(Task("a"), job_id="report-1")
@@ -998,6 +1000,7 @@ def a_completed_jobs_id_is_remembered_for_remember_job_ids(make_queue: MakeQueue
 def a_different_job_under_a_taken_job_id_is_refused(make_queue: MakeQueue) -> None:
     """Another job (other data) with a taken job_id raises JobIdConflict and stores nothing."""
     queue = make_queue()
+    needs_job_ids(queue)
     queue.register(Task)
     queue.dispatch(Task("pay 10"), 60, job_id="order-7")
     with raises(JobIdConflict, "'order-7' is already taken by a different job"):
@@ -1015,6 +1018,7 @@ def a_different_job_under_a_taken_job_id_is_refused(make_queue: MakeQueue) -> No
 def a_dead_jobs_id_stays_taken_after_its_remembered_time(make_queue: MakeQueue) -> None:
     """A dead-lettered job keeps its id taken: a dispatch with it stores nothing."""
     queue = make_queue(max_retries=0)
+    needs_job_ids(queue)
     queue.driver.remember_job_ids = 1
     queue.dispatch(Task("d", fail_until=1), job_id="dies-once")
     if not queue.runs_inline:
@@ -1031,6 +1035,7 @@ def a_dead_jobs_id_stays_taken_after_its_remembered_time(make_queue: MakeQueue) 
 def job_ids_are_checked_before_anything_is_stored(make_queue: MakeQueue) -> None:
     """A job_id that is not a usable id, or one given twice in a batch, is refused, naming it."""
     queue = make_queue()
+    needs_job_ids(queue)
     queue.register(Task)
     for bad in ["", "42", "a b", "x" * 201, 42, "na\u00efve"]:
         with raises(KhademLabError, "job_id must be a string of 1 to 200"):

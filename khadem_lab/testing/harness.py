@@ -239,3 +239,13 @@ def needs_queue(harness: QueueHarness) -> None:
         raise SkipCheck(
             f"{harness.case.name} runs jobs inside dispatch: nothing is queued for reserve or workers"
         )
+
+
+def needs_job_ids(harness: QueueHarness) -> None:
+    """Skip, saying why, for drivers without :meth:`~BaseQueueDriver.push_new_records` (their
+    dispatch refuses ``job_id=`` with an error that says so); a driver that has it is held to it."""
+    if type(harness.driver).push_new_records is BaseQueueDriver.push_new_records:
+        raise SkipCheck(
+            f"{harness.case.name} has no push_new_records: dispatch with job_id= is refused; implement "
+            "it to make a retried dispatch safe"
+        )
