@@ -33,6 +33,7 @@ from ..records import JobRecord, JobStatus, QueueCounts
 from ..serialization import decode_stored_payload
 from .base import BaseQueueDriver
 from .filelog import check_not_world_writable, make_private_dirs, refuse_symlinks
+from .sqlitewal import check_wal, wal_path
 
 log = logging.getLogger(__name__)
 
@@ -524,6 +525,7 @@ def _open(path: Path, busy_timeout: float) -> sqlite3.Connection:
     # SQLite follows symbolic links: check the database and its WAL and SHM files first.
     marker = Path(f"{path}{MARKER_SUFFIX}")
     refuse_symlinks(path, Path(f"{path}-wal"), Path(f"{path}-shm"), Path(f"{path}-journal"), marker)
+    _refuse_damaged_wal(path)
     created = False
     try:
         try:  # WAL/SHM files get its mode; O_EXCL|O_NOFOLLOW: never through a link planted since
@@ -558,6 +560,25 @@ def _open(path: Path, busy_timeout: float) -> sqlite3.Connection:
         conn.close()
         raise _storage_error(path, exc) from exc
     return conn
+
+
+def _refuse_damaged_wal(path: Path) -> None:
+    """Before SQLite reads the WAL (and, at the next checkpoint, loses what it ignored): refuse a
+    WAL whose damage would silently drop committed transactions (see :mod:`.sqlitewal`)."""
+    try:
+        damage = check_wal(wal_path(path))
+    except OSError as exc:
+        raise StorageError(
+            f"the SQLite write-ahead log {str(wal_path(path))!r} cannot be read: {exc.strerror or exc}"
+        ) from exc
+    if damage is None:
+        return
+    raise StorageError(
+        f"{damage.describe()}. The queue was not opened and nothing was changed. First copy "
+        f"{str(path)!r} and its -wal file aside (the dropped jobs can only be recovered from that "
+        "copy, by hand). To accept the loss and keep the transactions before the damage, checkpoint "
+        f"it once (sqlite3 {str(path)!r} 'PRAGMA wal_checkpoint(TRUNCATE)'), then open the queue again"
+    )
 
 
 def _check_identity(conn: sqlite3.Connection, path: Path, marker: Path, created: bool) -> None:
