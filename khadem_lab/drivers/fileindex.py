@@ -59,9 +59,7 @@ class JobIndex:
 
     def live_client_ids(self, now: float) -> dict[str, tuple[str, float]]:
         """The remembered ids still worth keeping at ``now`` (for a snapshot)."""
-        return {
-            i: e for i, e in self.client_ids.items() if e[1] > now or i in self.jobs or i in self.dead
-        }
+        return {i: e for i, e in self.client_ids.items() if e[1] > now or i in self.jobs or i in self.dead}
 
     def put(self, record: JobRecord) -> None:
         """Store ``record`` under its id, wherever its status says, replacing what was there."""

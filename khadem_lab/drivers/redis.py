@@ -379,6 +379,10 @@ local function claim(queue, m, listed, list, zset)
   local timeout = tonumber(string.match(body, '^%[([^,]*),') or '') or 0
   local untl = string.format('%.17g', tonumber(now) + tonumber(ARGV[2]) + timeout)
   redis.call('HINCRBY', state, 'attempts', 1)
+  -- the seq is the id for a job dispatched without job_id; any other keeps its member's seq
+  if not string.match(id, '^%d+$') and not redis.call('HGET', state, 'seq') then
+    redis.call('HSET', state, 'seq', string.format('%d', tonumber(string.sub(m, 1, 20))))
+  end
   if ARGV[3] == '' then
     redis.call('HSET', state, 'status', 'reserved', 'reserved_until', untl, 'queue', queue)
   else
@@ -897,8 +901,15 @@ class RedisStorageDriver(BaseQueueDriver):
             return call()
         except (errors.ConnectionError, errors.TimeoutError) as exc:
             text = str(exc)
-            if isinstance(exc, errors.ConnectionError) and "connecting to" in text:
-                raise self._storage_error(exc, None) from None  # never connected: nothing was sent
+            refused = (
+                errors.BusyLoadingError,
+                errors.AuthenticationError,
+                errors.AuthenticationWrongNumberOfArgsError,
+            )
+            if isinstance(exc, refused) or (
+                isinstance(exc, errors.ConnectionError) and "connecting to" in text
+            ):
+                raise self._storage_error(exc, None) from None  # refused, or never connected: not run
             cause = f"Redis server {self.address}: {type(exc).__name__}: {_scrub(text, *self._secrets)}"
             raise DispatchOutcomeUnknown(ids, count, cause) from None
         except self._errors as exc:
@@ -1170,7 +1181,7 @@ def _record(fields: Sequence[bytes | None]) -> JobRecord:
     timeout, head_queue, type_name, display_name, max_retries, created_at, first_at = head
     try:
         decoded = json.loads(payload_text)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested too deep to decode (not ours)
         decoded = None
     return JobRecord(
         id=job_id or "",
