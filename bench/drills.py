@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import itertools
 import json
 import logging
 import os
@@ -209,6 +210,7 @@ def count(
         else:
             ends[(n, pid)] = t
     twice = by_kill = by_outage = 0
+    unexplained: list[dict[str, Any]] = []
     for n, runs_of in starts.items():
         extra = len(runs_of) - 1
         if extra <= 0:
@@ -218,14 +220,24 @@ def count(
         if killed_runs >= extra:
             by_kill += 1
             continue
-        # an earlier run whose end (its ack) fell in an outage, or that never ended, in one
+        # a run followed by another after an outage began: its ack (deferred by a prefetching
+        # worker, or sent into the outage) could not be stored, so its lease ended
         stranded = sum(
             1
-            for pid, start in runs_of[:-1]
-            if any(a - 1 <= ends.get((n, pid), start) <= b + 1 for a, b in outages)
+            for (pid, start), (_, rerun) in itertools.pairwise(runs_of)
+            if pid not in killed and any(start <= b + 1 and rerun >= a for a, b in outages)
         )
         if killed_runs + stranded >= extra:
             by_outage += 1
+        elif len(unexplained) < 10:
+            unexplained.append(
+                {
+                    "job": n,
+                    "runs": [
+                        [pid, round(start, 3), ends.get((n, pid)), pid in killed] for pid, start in runs_of
+                    ],
+                }
+            )
     return {
         "dispatched": len(dispatched),
         "completed": len(done & dispatched),
@@ -236,6 +248,8 @@ def count(
         "explained_by_kill": by_kill,
         "explained_by_outage": by_outage,
         "unexplained_duplicates": twice - by_kill - by_outage,
+        "unexplained_examples": unexplained,
+        "outages": [[round(a, 3), round(b, 3)] for a, b in outages],
         "kills": len(killed),
     }
 
@@ -490,8 +504,9 @@ def markdown(results: dict[str, Any], meta: dict[str, Any]) -> str:
         "dispatched: jobs in batches the dispatcher recorded as stored (a batch sent again after a "
         "kill or an outage carries the same ids). lost: dispatched, neither completed nor "
         "dead-lettered. by kill: every extra run is matched by a run in a process that was killed. "
-        "by outage: the rest is matched by runs whose end fell in a Redis outage (±1 s): their ack "
-        "could not be stored. Dispatch errors met (and retried with the same ids) are in the JSON.",
+        "by outage: the rest is matched by runs followed by their rerun after a Redis outage began "
+        "(the run started before the outage ended, +1 s): their ack could not be stored. "
+        "Dispatch errors met (and retried with the same ids) are in the JSON.",
     ]
     return "\n".join(lines) + "\n"
 
