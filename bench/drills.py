@@ -177,8 +177,10 @@ def config_for(kind: str, directory: Path, redis_url: str | None, name: str) -> 
 
 # ============================================================================== counting
 def read_runs(log: Path) -> list[tuple[str, int, int, float]]:
+    """The log's lines; during a run, a line being appended may be seen cut short: skipped."""
     lines = log.read_text().splitlines() if log.exists() else []
-    return [(k, int(n), int(pid), float(t)) for k, n, pid, t in (line.split() for line in lines)]
+    fields = (line.split() for line in lines)
+    return [(k[0], int(k[1]), int(k[2]), float(k[3])) for k in fields if len(k) == 4 and k[3][-4:-3] == "."]
 
 
 def dead_ids(config: dict[str, Any]) -> set[int]:
