@@ -39,6 +39,7 @@ from .events import EventBus, EventKind, EventLog, QueueEvent
 from .job import QueueJob
 from .manager import QueueManager
 from .metrics import QueueMetrics
+from .monitor import QueueMonitor, Thresholds
 from .records import JobRecord, JobStatus, QueueCounts
 from .registry import JobRegistry, default_registry, queue_job, register_queue_jobs
 from .simulation import DEFAULT_START, Simulation, SimulationReplacedWarning
@@ -81,6 +82,7 @@ __all__ = [
     "QueueJob",
     "QueueManager",
     "QueueMetrics",
+    "QueueMonitor",
     "RedisStorageDriver",
     "RetryStrategy",
     "SQLiteDriver",
@@ -92,6 +94,7 @@ __all__ = [
     "StorageError",
     "SynchronousDriver",
     "SystemClock",
+    "Thresholds",
     "UnknownDriverError",
     "UnregisteredJobError",
     "VirtualClock",

@@ -384,6 +384,8 @@ class QueueManager:
         driver: str | None = None,
         name: str | None = None,
         prefetch: int = 1,
+        burst: bool = False,
+        release_on_stop: bool = False,
     ) -> ManagerCall[Worker]:
         """Start a worker, as in the spec: ``worker = await qm.start_worker(...)``.
 
@@ -395,6 +397,9 @@ class QueueManager:
         each slot reserves up to that many jobs at once and acks finished ones together (fewer
         round trips to a remote store; the prefetched jobs are in hand: a graceful stop finishes
         them, and a crash before their acks makes them run again once their leases end).
+        ``burst``: end when no job is ready (as ``rq worker --burst``), instead of waiting.
+        ``release_on_stop``: a graceful stop releases the prefetched jobs not started yet at once
+        (for other workers; their attempt stays counted) instead of finishing them.
         """
         start = self._start_worker(
             max_jobs,
@@ -407,6 +412,8 @@ class QueueManager:
             driver=driver,
             name=name,
             prefetch=prefetch,
+            burst=burst,
+            release_on_stop=release_on_stop,
         )
         return ManagerCall(start, "QueueManager.start_worker", "...", self)
 
@@ -423,6 +430,8 @@ class QueueManager:
         driver: str | None,
         name: str | None,
         prefetch: int,
+        burst: bool = False,
+        release_on_stop: bool = False,
     ) -> Worker:
         worker = Worker(
             self.get_driver(driver),
@@ -434,6 +443,8 @@ class QueueManager:
             timeout=timeout,
             hooks=hooks,
             prefetch=prefetch,
+            burst=burst,
+            release_on_stop=release_on_stop,
         )
         self._workers.append(worker)
         if run_in_background:

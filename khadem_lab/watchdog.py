@@ -47,6 +47,10 @@ if TYPE_CHECKING:
 
 #: How often the watchdog looks at the loop while a call runs (real seconds).
 SAMPLE_INTERVAL = 0.05
+#: Loop iterations at one instant before "it spins" can be the verdict. A task that yields but
+#: never waits runs this many in milliseconds; finite work at one instant (a worker stopping, a
+#: few callbacks) runs far fewer, however long a loaded machine makes them take in real time.
+MIN_SPINS = 1000
 
 _PACKAGE_DIR = os.path.dirname(__file__)
 _STDLIB_DIR = os.path.dirname(os.__file__)  # asyncio, weakref, threading, ...
@@ -67,13 +71,20 @@ class Attempt(Protocol):
 
 class Attempts:
     """The job attempts running on one loop, kept by the run path for the watchdog: which task
-    runs which attempt, and how many attempts have started (progress at one instant)."""
+    runs which attempt, and how many attempts have started and jobs were stored (progress at one
+    instant: a cell that dispatches job after job is working, not stalled)."""
 
-    __slots__ = ("running", "started")
+    __slots__ = ("running", "started", "stored")
 
     def __init__(self) -> None:
         self.running: dict[asyncio.Task[Any], Attempt] = {}
         self.started = 0
+        self.stored = 0
+
+    @property
+    def progress(self) -> int:
+        """Grows whenever an attempt starts or a job is stored."""
+        return self.started + self.stored
 
 
 class Preempted(BaseException):
@@ -166,23 +177,24 @@ class Watchdog:
         timeout = self.stall_timeout
         assert timeout is not None
         vnow, spins = loop._vnow, loop._spins
+        spins_since = spins  # the loop's iteration count when time last moved
         since = time.monotonic()
         first_seen: dict[tuple[int, int, int], float] = {}  # (task, record, attempt) -> real time
-        progress = since  # when attempts were last seen to start
-        started = loop.attempts.started
+        progress = since  # when attempts were last seen to start or jobs to be stored
+        started = loop.attempts.progress
         attempt_range: dict[str, list[int]] = {}  # job id -> [first, last] attempt seen at this instant
         while self._active.is_set() and not self._closed:
             time.sleep(SAMPLE_INTERVAL)
             now = time.monotonic()
             if loop._vnow != vnow or loop._holds or loop.stall is not None:
-                vnow, since, progress = loop._vnow, now, now
+                vnow, since, progress, spins_since = loop._vnow, now, now, loop._spins
                 first_seen.clear()
                 attempt_range.clear()
                 continue
             iterating, spins = loop._spins != spins, loop._spins
             fresh = now  # an attempt seen now started after the last sample, or before the watch
-            if loop.attempts.started != started:
-                started, progress = loop.attempts.started, now
+            if loop.attempts.progress != started:
+                started, progress = loop.attempts.progress, now
             elif not first_seen:
                 fresh = since
             for task, attempt in list(loop.attempts.running.items()):
@@ -192,6 +204,8 @@ class Watchdog:
             if now - since < timeout:
                 continue
             repeated = [job for job, (first, last) in attempt_range.items() if last > first]
+            # iterating over and over at this instant, not only slowly (a loaded machine)
+            spinning = iterating and (spins < spins_since or spins - spins_since >= MIN_SPINS)
             in_user_code = not iterating and self._in_user_code()
             current = asyncio.current_task(loop)
             long_running = [
@@ -199,17 +213,17 @@ class Watchdog:
                 for task, attempt in list(loop.attempts.running.items())
                 if now - first_seen.get((id(task), id(attempt), attempt.attempts), now) >= timeout
                 # yields but is always ready again, or holds the loop in its own code
-                and ((iterating and task._fut_waiter is None) or (in_user_code and task is current))  # type: ignore[attr-defined]
+                and ((spinning and task._fut_waiter is None) or (in_user_code and task is current))  # type: ignore[attr-defined]
             ]
             if repeated:  # one job failing and retried at once, over and over
                 loop.stall = Stall("retry", vnow, job_id=repeated[0])
             elif long_running:  # one attempt runs on and on without letting time move
                 self._stop_attempt(*long_running[0], iterating)
-            elif now - progress < timeout:  # attempts come and go: work is done at this instant
+            elif now - progress < timeout:  # attempts come and go, jobs are stored: work is done
                 continue
             elif in_user_code:  # user code outside any job holds the loop inside one callback
                 self._stop_stuck()
-            elif iterating:  # perhaps a task outside any job that yields but never waits
+            elif spinning:  # perhaps a task outside any job that yields but never waits
                 loop.stall = Stall("spin", vnow)  # the loop checks which (see _halt)
             else:  # this package's own work (a big batch): it ends by itself
                 continue

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from .clock import to_seconds
 from .execution import NO_HOOKS, Hooks, Outcome, execute, report_error
+from .records import JobStatus
 
 if TYPE_CHECKING:
     from .drivers.base import BaseQueueDriver
@@ -56,6 +57,8 @@ class Worker:
         timeout: timedelta | float | None = None,
         hooks: Hooks = NO_HOOKS,
         prefetch: int = 1,
+        burst: bool = False,
+        release_on_stop: bool = False,
     ) -> None:
         if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
             raise ValueError(f"concurrency must be an integer >= 1, got {concurrency!r}")
@@ -66,6 +69,11 @@ class Worker:
         if isinstance(prefetch, bool) or not isinstance(prefetch, int) or prefetch < 1:
             raise ValueError(f"prefetch must be an integer >= 1, got {prefetch!r}")
         self.prefetch = prefetch
+        #: Burst mode: a slot that finds no job ready ends, instead of waiting for one.
+        self.burst = burst
+        #: On a graceful stop, give the jobs a prefetching slot reserved but has not started back
+        #: at once (for other workers), instead of running them first.
+        self.release_on_stop = release_on_stop
         self.driver = driver
         self.name = name
         self.queues = list(queues) if queues is not None else None
@@ -81,6 +89,9 @@ class Worker:
         self._busy = 0
         self._wakeups: set[asyncio.Future[None]] = set()
         self._deadline: float | None = None
+        #: The jobs each prefetching slot reserved and has not started (released on stop).
+        self._held: dict[str, deque[JobRecord]] = {}
+        self._releasing: asyncio.Future[None] | None = None
 
     def _count_error(self) -> None:
         self.stats.errors += 1
@@ -118,17 +129,30 @@ class Worker:
                 for slot in slots:
                     slot.cancel()
                 raise
+        if self._releasing is not None:
+            await self._releasing
         return self.stats
 
     def request_stop(self) -> None:
         """Ask the worker to stop after the jobs in hand (safe to call from a job or a callback)."""
         self._stopping = True
+        unstarted = (
+            [record for held in self._held.values() for record in held] if self.release_on_stop else []
+        )
+        if unstarted and self._releasing is None:
+            for held in self._held.values():
+                held.clear()
+            loop = self.task.get_loop() if self.task is not None else asyncio.get_running_loop()
+            self._releasing = loop.create_task(self._release_unstarted(unstarted))
         for future in list(self._wakeups):
             if not future.done():
                 future.set_result(None)
 
     async def stop(self, *, graceful: bool = True) -> WorkerStats:
-        """Stop and wait for the worker to end. Graceful: jobs in hand finish first. Not graceful:
+        """Stop and wait for the worker to end. Graceful: jobs in hand finish first (with
+        ``release_on_stop``, jobs a prefetching slot reserved but has not started are released at
+        once instead, for other workers; that delivery still counts as an attempt, as a lease that
+        ran out would). Not graceful:
         they are cancelled and stay reserved until their lease runs out (then they run again)."""
         return await self.driver.clock.run_coroutine(self._stop(graceful))
 
@@ -198,6 +222,8 @@ class Worker:
             failures = 0
             if record is None:
                 self._claimed -= 1
+                if self.burst:
+                    break
                 await self._idle()
                 continue
             self._busy += 1
@@ -238,6 +264,7 @@ class Worker:
         # A prefetching slot reserves several jobs in one go and acks finished ones together
         # (one round trip each for a remote store); the jobs it holds count as "in hand".
         held: deque[JobRecord] = deque()
+        self._held[slot_name] = held
         deferred: list[JobRecord] = []
         failures = 0
         while held or not self._stopping:
@@ -265,9 +292,16 @@ class Worker:
                 failures = 0
                 self._claimed -= want - len(taken)
                 if not taken:
+                    if self.burst:
+                        break
                     await self._idle()
                     continue
                 held.extend(taken)
+                if self._stopping and self.release_on_stop:  # stopped while reserving: give them back
+                    unstarted = list(held)
+                    held.clear()
+                    await self._release_unstarted(unstarted)
+                    break
             record = held.popleft()
             self._busy += 1
             try:
@@ -286,6 +320,23 @@ class Worker:
                 await self._pause(self.delay)
         if deferred:
             await self._settle(deferred, slot_name)
+
+    async def _release_unstarted(self, records: list[JobRecord]) -> None:
+        """Put the jobs that prefetching slots reserved but never started back at once, due as
+        they were (their attempt stays counted); a failure is reported (their leases bring them
+        back then)."""
+        driver = self.driver
+        for record in records:
+            self._claimed -= 1
+            record.status = JobStatus.PENDING
+            record.reserved_until = None
+            record.reserved_by = None
+            try:
+                await driver.release_record(record)
+            except Exception as exc:
+                await report_error(self.hooks, exc)
+                continue
+            driver.notify(record.queue, record.available_at)
 
     async def _settle(self, deferred: list[JobRecord], slot_name: str) -> None:
         """Ack the finished jobs a prefetching slot holds; a failure is reported (their leases

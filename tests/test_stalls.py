@@ -12,15 +12,19 @@ import asyncio
 import os
 import signal
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Iterator, Sequence
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
 from khadem_lab import (
+    DriverConfig,
     EventKind,
     EventLog,
+    InMemoryDriver,
+    JobRecord,
     LivelockError,
     QueueJob,
     QueueManager,
@@ -212,6 +216,45 @@ def test_much_work_at_one_instant_is_not_a_stall(sim: Simulation) -> None:
     assert sim.advance(seconds=1) == at(1)
     assert len(log) == 40_000
     assert {e.time for e in log} == {at(0).timestamp()}
+
+
+def test_many_dispatches_at_one_instant_are_work_not_a_stall(sim: Simulation) -> None:
+    # A cell (or a job) that dispatches job after job at one instant, each store taking real time
+    # (a slow disk, a loaded machine), keeps time still for longer than stall_timeout: that is
+    # work, not a stall (this failed on a loaded machine with the file driver).
+    class SlowStore(InMemoryDriver):
+        async def push_records(self, records: Sequence[JobRecord]) -> None:
+            time.sleep(0.01)  # real, blocking storage work
+            await asyncio.sleep(0)  # and a yield to the loop, as the file driver's store does
+            await super().push_records(records)
+
+    class Instant(QueueJob):
+        async def handle(self) -> None:
+            pass
+
+    qm = QueueManager(clock=sim.clock, driver=SlowStore(DriverConfig(name="slow")))
+    n = int(3 * STALL / 0.01)  # the dispatches take at least 3 x stall_timeout together
+
+    async def dispatch_all() -> None:
+        for _ in range(n):
+            await qm.dispatch(Instant())
+
+    sim.run(dispatch_all())
+    assert sim.run(qm.driver.size()) == n
+
+
+def test_a_few_slow_steps_at_one_instant_are_not_a_spin(sim: Simulation) -> None:
+    # Finite work that yields a few times at one instant but is slow in real time (a worker
+    # stopping on a loaded machine, a cell doing real work between awaits) is not a spinning task:
+    # that verdict needs the loop to iterate over and over, not only for a long real time.
+    async def slow_steps() -> int:
+        for _ in range(20):
+            time.sleep(STALL / 10)  # 20 steps take 2 x stall_timeout of real time together
+            await asyncio.sleep(0)
+        return 20
+
+    assert sim.run(slow_steps()) == 20
+    assert sim.now() == at(0)
 
 
 def test_the_watchdog_can_be_switched_off_and_is_checked() -> None:

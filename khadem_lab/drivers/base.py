@@ -34,6 +34,8 @@ from ..serialization import encode_payload_json
 from .jobids import REMEMBER_JOB_IDS, check_job_id, check_job_ids, fingerprint
 
 log = logging.getLogger(__name__)
+#: The states :meth:`BaseQueueDriver.list_records` lists.
+LIST_STATES = ("ready", "delayed", "reserved")
 P = ParamSpec("P")
 _new_event = tuple.__new__  # builds a QueueEvent without NamedTuple's Python-level __new__
 R = TypeVar("R")
@@ -220,6 +222,34 @@ class BaseQueueDriver(abc.ABC):
         raise KhademLabError(
             f"driver {self.name!r} ({type(self).__name__}) does not support dispatch with job_id=: "
             "it has no push_new_records; dispatch without job_id, or use another driver"
+        )
+
+    # -- optional primitives for inspection (``khadem-lab jobs``); defaults say the driver cannot
+    async def list_records(self, state: str, now: float, limit: int | None = None) -> list[JobRecord]:
+        """Optional primitive. The waiting or running records in ``state`` (one of
+        :data:`LIST_STATES`): ``"ready"`` (PENDING, ``available_at <= now``) and ``"delayed"``
+        (PENDING, due later) in the order workers take them, by ``(available_at, seq)``;
+        ``"reserved"`` by ``(reserved_until, seq)``, with ``reserved_by`` and ``reserved_until``.
+        At most ``limit``; [] if none. A snapshot for people to read: it need not be atomic
+        across queues. Default: raises :class:`KhademLabError` (the driver cannot list)."""
+        raise self._unsupported("list_records")
+
+    async def get_record(self, job_id: str) -> JobRecord | None:
+        """Optional primitive. The record ``job_id`` in whatever state it is (PENDING, RESERVED
+        or DEAD), or None if the driver holds no such job (never stored, or finished and gone).
+        Default: raises :class:`KhademLabError`."""
+        raise self._unsupported("get_record")
+
+    async def cancel_record(self, job_id: str) -> JobRecord | None:
+        """Optional primitive. Remove the PENDING (ready or delayed) record ``job_id`` so that no
+        worker runs it, and return it; None if there is no pending record with that id (a RESERVED
+        one is left alone: a worker holds it). Default: raises :class:`KhademLabError`."""
+        raise self._unsupported("cancel_record")
+
+    def _unsupported(self, primitive: str) -> KhademLabError:
+        return KhademLabError(
+            f"driver {self.name!r} ({type(self).__name__}) does not implement {primitive}, so it cannot "
+            "list, show or cancel single jobs; implement it (see BaseQueueDriver) or use another driver"
         )
 
     async def next_lease_expiry(self) -> float | None:
@@ -712,6 +742,9 @@ class BaseQueueDriver(abc.ABC):
         for record in records:
             self.emit(EventKind.DISPATCHED, record, available_at=record.available_at, time=now)
             self.notify(record.queue, record.available_at)
+        attempts = getattr(self.clock, "attempts", None)  # progress, for a simulation's watchdog
+        if attempts is not None:
+            attempts.stored += len(records)
 
     async def after_store(self, records: list[JobRecord]) -> None:
         """Hook: runs after records were stored and announced (dispatch or requeue). No-op here."""

@@ -6,7 +6,7 @@ How it stores jobs (files: :mod:`khadem_lab.drivers.filelog`):
   and the *generation* of the journal that continues it; it is only ever replaced whole
   (write a temporary file, fsync, rename), so a reader sees the old one or the new one.
 - ``journal-G.log`` holds every operation since that snapshot, one JSON line each (push, reserve,
-  ack, release, bury, reclaim, requeue, purge, clear), appended with one ``write()``. A dispatch
+  ack, release, bury, reclaim, requeue, purge, clear, cancel), appended with one ``write()``. A dispatch
   costs one short line, whatever the number of jobs stored.
 - Every operation takes ``fcntl.flock`` on ``lock``, reads the journal lines other processes
   appended since its last look (from its own offset: no rescan), applies them to an in-memory
@@ -65,7 +65,7 @@ log = logging.getLogger(__name__)
 
 FSYNC_MODES = ("dispatch", "always", "never")
 #: Operations whose journal line is flushed before they return with ``fsync="dispatch"``.
-DURABLE_OPS = frozenset({"push", "requeue", "purge", "clear"})
+DURABLE_OPS = frozenset({"push", "requeue", "purge", "clear", "cancel"})
 DEFAULT_PATH = "./storage/queue"
 
 
@@ -76,7 +76,7 @@ def _copy(record: JobRecord) -> JobRecord:
 class FileStorageDriver(BaseQueueDriver):
     """Persistent, crash-safe, shared by several processes on one machine (see the module doc).
 
-    ``fsync="dispatch"`` (default): a dispatch (and a dead-letter requeue, purge or clear) is on
+    ``fsync="dispatch"`` (default): a dispatch (and a dead-letter requeue, purge, clear or cancel) is on
     disk before it returns; reserve, ack and retry lines are not flushed one by one (a flush of a
     later line takes them along): a crashed process loses nothing, a power loss may undo the last
     few, which at worst runs a job again, never loses one. ``"always"``: every operation is on disk
@@ -451,6 +451,34 @@ class FileStorageDriver(BaseQueueDriver):
             records = [_copy(self._index.dead[job_id]) for job_id in ids]
             self._commit({"op": "purge", "ids": ids})
             return records
+
+    async def list_records(self, state: str, now: float, limit: int | None = None) -> list[JobRecord]:
+        with self._op():
+            if state == "reserved":
+                found = sorted(self._index.reserved.values(), key=lambda r: (r.reserved_until or 0.0, r.seq))
+            else:
+                due = state == "ready"
+                waiting = (
+                    r
+                    for r in self._index.jobs.values()
+                    if r.status is JobStatus.PENDING and (r.available_at <= now) == due
+                )
+                found = sorted(waiting, key=lambda r: (r.available_at, r.seq))
+            return [_copy(r) for r in (found if limit is None else found[:limit])]
+
+    async def get_record(self, job_id: str) -> JobRecord | None:
+        with self._op():
+            record = self._index.jobs.get(job_id) or self._index.dead.get(job_id)
+            return None if record is None else _copy(record)
+
+    async def cancel_record(self, job_id: str) -> JobRecord | None:
+        with self._op():
+            record = self._index.jobs.get(job_id)
+            if record is None or record.status is not JobStatus.PENDING:
+                return None
+            found = _copy(record)
+            self._commit({"op": "cancel", "id": job_id, "seq": record.seq})
+            return found
 
     async def compact(self) -> None:
         """Rewrite the snapshot now and start a new journal (the driver also does this by itself

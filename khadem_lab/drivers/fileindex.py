@@ -231,6 +231,12 @@ class JobIndex:
         for job_id in [str(i) for i in _items(entry, "ids")]:
             self.dead.pop(job_id, None)
 
+    def _cancel(self, entry: Op) -> None:
+        job_id, seq = str(entry["id"]), int(entry["seq"])
+        record = self.jobs.get(job_id)
+        if record is not None and record.status is JobStatus.PENDING and record.seq == seq:
+            del self.jobs[job_id]  # its heap entry is now stale: head() drops it
+
     def _clear(self, entry: Op) -> None:
         self.jobs.clear()
         self.reserved.clear()
@@ -248,4 +254,5 @@ class JobIndex:
         "requeue": _requeue,
         "purge": _purge,
         "clear": _clear,
+        "cancel": _cancel,
     }

@@ -254,6 +254,32 @@ class InMemoryDriver(BaseQueueDriver):
         ids = list(self._dead) if job_ids is None else [i for i in dict.fromkeys(job_ids) if i in self._dead]
         return [self._dead.pop(i) for i in ids]
 
+    # -- inspection (O(n): for people, not for the hot path) -------------------------------------
+    async def list_records(self, state: str, now: float, limit: int | None = None) -> list[JobRecord]:
+        if state == "reserved":
+            records = sorted(self._reserved.values(), key=lambda r: (r.reserved_until or 0.0, r.seq))
+        else:
+            due = state == "ready"
+            waiting = (e[2] for heap in self._heaps.values() for e in heap if (e[0] <= now) == due)
+            records = sorted(waiting, key=lambda r: (r.available_at, r.seq))
+        return records if limit is None else records[:limit]
+
+    async def get_record(self, job_id: str) -> JobRecord | None:
+        found = self._reserved.get(job_id) or self._dead.get(job_id)
+        if found is None:
+            found = next((e[2] for heap in self._heaps.values() for e in heap if e[2].id == job_id), None)
+        return found
+
+    async def cancel_record(self, job_id: str) -> JobRecord | None:
+        for heap in self._heaps.values():
+            for i, entry in enumerate(heap):
+                if entry[2].id == job_id:
+                    heap[i] = heap[-1]
+                    heap.pop()
+                    heapq.heapify(heap)
+                    return entry[2]
+        return None
+
 
 def _redelivery(record: JobRecord) -> JobRecord:
     """A copy of ``record`` (and of its live job) for the next delivery, so that a worker still

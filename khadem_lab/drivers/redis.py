@@ -600,6 +600,75 @@ return n
 """
 
 # ARGV: last index (-1: all). The dead letters' fields, oldest first.
+# Inspection (khadem-lab jobs). ARGV: now, state ('ready', 'delayed' or 'reserved'). Read only;
+# the client orders what it gets.
+LIST = """
+local now, state = tonumber(ARGV[1]), ARGV[2]
+local out = {}
+local function add(m)
+  local id = id_of(m)
+  if id then out[#out + 1] = fetch(id) end
+end
+if state == 'reserved' then
+  for _, m in ipairs(redis.call('ZRANGE', RESERVED, 0, -1)) do add(m) end
+  return out
+end
+local due = state == 'ready'
+for _, queue in ipairs(redis.call('SMEMBERS', QUEUES)) do
+  local list, zset, lt, zt = usable(queue, true)
+  if list and zt == 'zset' then
+    local members
+    if due then members = redis.call('ZRANGEBYSCORE', zset, '-inf', ARGV[1])
+    else members = redis.call('ZRANGEBYSCORE', zset, '(' .. ARGV[1], '+inf') end
+    for _, m in ipairs(members) do add(m) end
+  end
+  if list and lt == 'list' then
+    for _, e in ipairs(redis.call('LRANGE', list, 0, -1)) do
+      local at, m = entry(e)
+      if at and ((tonumber(at) <= now) == due) then add(m) end
+    end
+  end
+end
+return out
+"""
+
+# ARGV: the id of a waiting (pending) job: taken off its queue and deleted; its fields returned,
+# or false if it is not waiting (unknown, reserved, dead, or its keys hold what the driver did
+# not write).
+CANCEL = """
+local id = ARGV[1]
+local state, job = P .. 'state:' .. id, P .. 'job:' .. id
+if kind(job) ~= 'string' then return false end
+local st = {false, false, false}
+if kind(state) == 'hash' then st = redis.call('HMGET', state, 'status', 'seq', 'queue')
+elseif kind(state) ~= 'none' then return false end
+if st[1] and st[1] ~= 'pending' then return false end
+local queue = st[3]
+if not queue then
+  local ok, head = pcall(cjson.decode, string.match(redis.call('GET', job), '^[^\\n]*'))
+  if not ok or type(head) ~= 'table' or type(head[2]) ~= 'string' then return false end
+  queue = head[2]
+end
+local list, zset, lt, zt = usable(queue, true)
+if not list then return false end
+local m = member(st[2] or id, id)
+local found = zt == 'zset' and redis.call('ZREM', zset, m) == 1
+if not found and lt == 'list' then
+  for _, e in ipairs(redis.call('LRANGE', list, 0, -1)) do
+    local _, em = entry(e)
+    if em == m then
+      redis.call('LREM', list, 1, e)
+      found = true
+      break
+    end
+  end
+end
+if not found then return false end
+local out = fetch(id, true)
+redis.call('DEL', job, state)
+return out
+"""
+
 DEAD_LIST = """
 local out = {}
 for _, id in ipairs(redis.call('ZRANGE', DEAD, 0, tonumber(ARGV[1]))) do
@@ -751,6 +820,7 @@ class RedisStorageDriver(BaseQueueDriver):
         self._clear, self._dead = register(CLEAR), register(DEAD_LIST)
         self._requeue, self._purge = register(REQUEUE), register(PURGE)
         self._counts, self._next_at = register(COUNTS), register(NEXT_AT)
+        self._list, self._cancel = register(LIST), register(CANCEL)
         self._heads: dict[tuple[Any, ...], str] = {}
         self._foreign = 0
 
@@ -1056,6 +1126,39 @@ class RedisStorageDriver(BaseQueueDriver):
         if limit is not None and limit <= 0:
             return []
         return [_record(fields) for fields in self._script(self._dead, -1 if limit is None else limit - 1)]
+
+    async def list_records(self, state: str, now: float, limit: int | None = None) -> list[JobRecord]:
+        records = [_record(fields) for fields in self._script(self._list, repr(now), state)]
+        if state == "reserved":
+            records.sort(key=lambda r: (r.reserved_until or 0.0, r.seq))
+        else:
+            records.sort(key=lambda r: (r.available_at, r.seq))
+        return records if limit is None else records[:limit]
+
+    async def get_record(self, job_id: str) -> JobRecord | None:
+        body, fields = self._read_job(job_id)
+        if body is None and (fields is None or all(f is None for f in fields)):
+            return None
+        return _record([job_id.encode(), body, *(fields or [None] * len(FIELDS))])
+
+    async def cancel_record(self, job_id: str) -> JobRecord | None:
+        fields = self._script(self._cancel, job_id)
+        return _record(fields) if fields else None
+
+    def _read_job(self, job_id: str) -> tuple[Any, list[Any] | None]:
+        """A job's body and state fields in one round trip (None for a key that holds another
+        type: read as absent)."""
+
+        def read() -> list[Any]:
+            pipe = self.client.pipeline(transaction=True)
+            pipe.get(f"{self.prefix}job:{job_id}")
+            pipe.hmget(f"{self.prefix}state:{job_id}", list(FIELDS))
+            return list(pipe.execute(raise_on_error=False))
+
+        body, fields = self._io(read)
+        return (None if isinstance(body, Exception) else body), (
+            None if isinstance(fields, Exception) else fields
+        )
 
     async def get_dead_record(self, job_id: str) -> JobRecord | None:
         def read() -> list[Any]:

@@ -423,6 +423,31 @@ class SQLiteDriver(BaseQueueDriver):
             conn.executemany("DELETE FROM jobs WHERE id = ?", [(r.id,) for r in records])
             return records
 
+    async def list_records(self, state: str, now: float, limit: int | None = None) -> list[JobRecord]:
+        where = {
+            "ready": "status = 'pending' AND available_at <= ? ORDER BY available_at, seq",
+            "delayed": "status = 'pending' AND available_at > ? ORDER BY available_at, seq",
+            "reserved": "status = 'reserved' AND ? IS NOT NULL ORDER BY reserved_until, seq",
+        }[state]
+        rows = self._query(
+            f"SELECT {COLUMNS} FROM jobs WHERE {where} LIMIT ?", (now, -1 if limit is None else limit)
+        )
+        return [_record(row) for row in rows]
+
+    async def get_record(self, job_id: str) -> JobRecord | None:
+        rows = self._query(f"SELECT {COLUMNS} FROM jobs WHERE id = ?", (job_id,))
+        return _record(rows[0]) if rows else None
+
+    async def cancel_record(self, job_id: str) -> JobRecord | None:
+        with self._transaction(durable=True) as conn:
+            row = conn.execute(
+                f"SELECT {COLUMNS} FROM jobs WHERE id = ? AND status = 'pending'", (job_id,)
+            ).fetchone()
+            if row is None:
+                return None
+            conn.execute("DELETE FROM jobs WHERE id = ? AND status = 'pending'", (job_id,))
+            return _record(row)
+
     async def storage_info(self) -> dict[str, Any]:
         files = [
             self.path,

@@ -795,6 +795,70 @@ def requeue_all_and_purge(make_queue: MakeQueue) -> None:
     assert queue.stats()["dlq"] == {"total_jobs": 0, "jobs_by_type": {}}
 
 
+# ============================================================================== inspection
+def needs_inspection(queue: QueueHarness) -> None:
+    """Skip, saying why, for a driver without the optional inspection primitives."""
+    needs_queue(queue)
+    try:
+        queue.run(queue.driver.list_records("ready", queue.sim.time()))
+    except KhademLabError as exc:
+        if "does not implement" not in str(exc):
+            raise
+        raise SkipCheck(str(exc)) from None
+
+
+@check
+def list_records_gives_waiting_and_reserved_jobs_in_the_order_workers_take_them(
+    make_queue: MakeQueue,
+) -> None:
+    queue = make_queue()
+    needs_inspection(queue)
+    a = queue.dispatch(Task("a"))
+    b = queue.dispatch(Task("b"), delay=10)
+    c = queue.dispatch(Task("c"))
+    d = queue.dispatch(Task("d"), delay=5)
+    taken = queue.reserve(worker="w1")
+    assert taken is not None and taken.id == a
+    now = queue.sim.time()
+
+    def listed(state: str, limit: int | None = None) -> list[str]:
+        return [r.id for r in queue.run(queue.driver.list_records(state, queue.sim.time(), limit))]
+
+    assert (listed("ready"), listed("delayed"), listed("reserved")) == ([c], [d, b], [a])
+    assert listed("delayed", limit=1) == [d]
+    [held] = queue.run(queue.driver.list_records("reserved", now))
+    assert (held.reserved_by, held.reserved_until, held.attempts) == (
+        "w1",
+        now + queue.driver.lease_seconds,
+        1,
+    )
+    queue.advance(5)
+    assert (listed("ready"), listed("delayed")) == ([c, d], [b])  # d is due now
+
+
+@check
+def get_record_finds_any_job_and_cancel_record_removes_only_waiting_ones(make_queue: MakeQueue) -> None:
+    queue = make_queue()
+    needs_inspection(queue)
+    a = queue.dispatch(Task("a"))
+    b = queue.dispatch(Task("b"), delay=10)
+    queue.reserve(worker="w1")
+    driver = queue.driver
+    found_a, found_b = queue.run(driver.get_record(a)), queue.run(driver.get_record(b))
+    assert found_a is not None and found_a.status is JobStatus.RESERVED
+    assert found_b is not None and (found_b.status, found_b.type) == (JobStatus.PENDING, "Task")
+    assert queue.run(driver.get_record("no-such-id")) is None
+    assert queue.run(driver.cancel_record(a)) is None  # a worker holds it
+    cancelled = queue.run(driver.cancel_record(b))
+    assert cancelled is not None and cancelled.id == b
+    assert queue.run(driver.cancel_record(b)) is None  # gone
+    assert queue.run(driver.get_record(b)) is None
+    assert queue.counts() == (0, 0, 1)
+    queue.start_worker(name="w2")
+    queue.advance(20)
+    assert b not in [job for _, job in queue.starts()]
+
+
 # ============================================================================== stats, metrics
 @check
 def get_stats_reports_counts_metrics_and_dead_letters(make_queue: MakeQueue) -> None:

@@ -71,7 +71,7 @@ class ContractReport:
         return not self.failed
 
     def summary(self) -> str:
-        """``'rows: 48 checks, 48 passed, 0 failed, 0 skipped'``."""
+        """``'rows: 50 checks, 50 passed, 0 failed, 0 skipped'``."""
         return (
             f"{self.driver}: {len(self.results)} checks, {len(self.passed)} passed, "
             f"{len(self.failed)} failed, {len(self.skipped)} skipped"
