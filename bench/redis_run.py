@@ -1,7 +1,11 @@
-"""Redis driver side by side with RQ, arq, Huey, Dramatiq and Celery (issue 4); bench/results/redis.{json,md}.
+"""Redis driver beside RQ, arq, Huey, Dramatiq and Celery (issues 4, 11); bench/results/redis.{json,md}.
 
-    .venv/bin/python bench/redis_run.py            # 5 rounds, N = 10,000 jobs, ~10 minutes
+    .venv/bin/python bench/redis_run.py            # 5 rounds, N = 10,000 jobs, both network modes
     .venv/bin/python bench/redis_run.py --quick    # smoke run: 2 rounds, N = 2,000
+
+Two network modes, every entry in both, every round: ``loopback`` (straight to the server) and
+``rtt`` (through ``bench/redis_proxy.py``, which adds ``--delay-ms``, default 0.5 ms, each way:
+about 1 ms more per round trip, measured by PING through it and reported).
 
 One round = one run of every entry, each in a fresh interpreter pinned to CPU 1 (``taskset -c 1``),
 against one private redis-server pinned to CPU 0, the order rotated every round:
@@ -42,6 +46,8 @@ ROOT = HERE.parent
 PEERS = Path(os.environ.get("KHADEM_PEERS", "/work/shared/bench/peers"))
 RESULTS = HERE / "results"
 TARGET_PROCESS = 3.0  # ours process / best peer process, same round
+TARGET_PREFETCH = 5.0  # ours process with prefetch=100 / best peer process (issue 11)
+TARGET_CONCURRENT_DISPATCH = 5.0  # 100 coroutines dispatching / one by one, at 1 ms round trip
 TARGET_BATCH = 0.5  # ours dispatch_batch / redis-py pipelined LPUSH, same round
 PEER_ENTRIES = ("rq_simple", "arq_poll10ms", "huey_redis", "dramatiq_t8", "celery_solo")
 ENTRIES = ("khadem", *PEER_ENTRIES, "redis_py")
@@ -156,6 +162,8 @@ def main() -> None:
     p.add_argument("--peers-python", default="/work/.venv-peers/bin/python")
     p.add_argument("--quick", action="store_true", help="smoke run: 2 rounds, N = 2,000")
     p.add_argument("--out", type=Path, default=RESULTS)
+    p.add_argument("--modes", default="loopback,rtt", help="network modes, comma-separated")
+    p.add_argument("--delay-ms", type=float, default=0.5, help="added each way in the rtt mode")
     p.add_argument("--render", type=Path, help="only rewrite the tables from this redis.json")
     a = p.parse_args()
     if a.render:
@@ -169,21 +177,41 @@ def main() -> None:
     if not shutil.which("taskset") or not shutil.which("redis-server"):
         raise SystemExit("needs taskset and redis-server")
     env = {**os.environ, "PEERS_REDIS_URL": f"redis://127.0.0.1:{a.port}"}
+    modes = a.modes.split(",")
+    urls = {"loopback": f"redis://127.0.0.1:{a.port}", "rtt": f"redis://127.0.0.1:{a.port + 1}"}
 
     started = time.time()
     raw: list[dict[str, Any]] = []
     round_trips: dict[str, Any] = {}
+    proxy: subprocess.Popen[bytes] | None = None
+    rtt: dict[str, float] = {}
     with Server(a.port) as server:
         server_info = server.info()
         print(f"redis-server {server_info}", file=sys.stderr, flush=True)
-        for r in range(a.rounds):
-            k = (r * 3) % len(ENTRIES)
-            for entry in ENTRIES[k:] + ENTRIES[:k]:
-                cmd, cwd = entry_cmd(entry, a.n, a.peers_python)
-                rec = run_json(cmd, cwd, env)[-1]
-                rec.update(entry=entry, round=r)
-                raw.append(rec)
-                print(f"round {r} {entry:13s} {brief(rec)}", file=sys.stderr, flush=True)
+        if "rtt" in modes:
+            proxy_cmd = [sys.executable, str(HERE / "redis_proxy.py"), "--listen", str(a.port + 1)]
+            proxy_cmd += ["--target", f"127.0.0.1:{a.port}", "--delay-ms", str(a.delay_ms)]
+            proxy = subprocess.Popen(["taskset", "-c", "0", *proxy_cmd])
+            time.sleep(1)
+            probe = [sys.executable, str(HERE / "redis_proxy.py"), "--probe", "500", "--listen"]
+            rtt = run_json([*probe, str(a.port + 1)], HERE, env)[-1]
+            rtt["loopback_rtt_ms_median"] = run_json([*probe, str(a.port)], HERE, env)[-1]["rtt_ms_median"]
+            print(f"round trip through the proxy: {rtt}", file=sys.stderr, flush=True)
+        try:
+            for r in range(a.rounds):
+                k = (r * 3) % len(ENTRIES)
+                for mode in modes:
+                    mode_env = {**env, "PEERS_REDIS_URL": urls[mode]}
+                    for entry in ENTRIES[k:] + ENTRIES[:k]:
+                        cmd, cwd = entry_cmd(entry, a.n, a.peers_python)
+                        rec = run_json(cmd, cwd, mode_env)[-1]
+                        rec.update(entry=entry, round=r, mode=mode)
+                        raw.append(rec)
+                        print(f"round {r} {mode:8s} {entry:13s} {brief(rec)}", file=sys.stderr, flush=True)
+        finally:
+            if proxy is not None:
+                proxy.kill()
+                proxy.wait()
         if a.rt_n:
             for entry in ENTRIES:
                 cmd, cwd = entry_cmd(entry, a.rt_n, a.peers_python)
@@ -198,13 +226,17 @@ def main() -> None:
         for db in range(7):  # leave the private server empty
             server.cli("-n", str(db), "flushdb")
 
-    result = analyse(raw)
+    result = analyse([rec for rec in raw if rec["mode"] == modes[0]])
+    result["modes"] = {mode: analyse([rec for rec in raw if rec["mode"] == mode]) for mode in modes}
     result["round_trips"] = round_trips
     result["meta"] = {
         **run_meta("redis_run.py", started),
         "rounds": a.rounds,
         "n": a.n,
         "rt_n": a.rt_n,
+        "modes": modes,
+        "delay_ms_each_way": a.delay_ms,
+        "rtt_measured": rtt,
         "server": server_info,
         "pinning": "redis-server on CPU 0 (taskset -c 0), every client process on CPU 1 (taskset -c 1)",
         "versions": versions(raw),
@@ -231,6 +263,7 @@ OURS_FIGS = (
     "process_rps",
     "process_c8_rps",
     "process_prefetch_rps",
+    "enqueue_c100_rps",
     "batch_rps",
     "batch_all_rps",
 )
@@ -261,6 +294,7 @@ def analyse(raw: list[dict[str, Any]]) -> dict[str, Any]:
         per_round["enqueue_over_best"].append(ours["enqueue_rps"] / best_enq)
         per_round["enqueue_over_lpush"].append(ours["enqueue_rps"] / ceiling["lpush_rps"])
         per_round["process_over_rpop"].append(ours["process_rps"] / ceiling["rpop_rps"])
+        per_round["enqueue_c100_over_enqueue"].append(ours["enqueue_c100_rps"] / ours["enqueue_rps"])
     for name, values in per_round.items():
         out["ratios"][name] = {**summary(values), "per_round": [round(x, 3) for x in values]}
     out["targets"] = {
@@ -269,15 +303,23 @@ def analyse(raw: list[dict[str, Any]]) -> dict[str, Any]:
         >= TARGET_PROCESS,
         "batch_half_pipelined_lpush": out["ratios"]["batch_over_pipe"]["median"] >= TARGET_BATCH,
         "batch_all_half_pipelined_lpush": out["ratios"]["batch_all_over_pipe"]["median"] >= TARGET_BATCH,
+        "process_c8_3x_best_peer": out["ratios"]["process_c8_over_best"]["median"] >= TARGET_PROCESS,
+        "process_prefetch_5x_best_peer": out["ratios"]["process_prefetch_over_best"]["median"]
+        >= TARGET_PREFETCH,
+        "enqueue_c100_5x_one_by_one": out["ratios"]["enqueue_c100_over_enqueue"]["median"]
+        >= TARGET_CONCURRENT_DISPATCH,
     }
     return out
 
 
 RATIO_LABELS = {
     "process_over_best": "**ours process (worker, concurrency 1) / best peer process** (target >= 3)",
-    "process_c8_over_best": "ours process, concurrency 8 / best peer process",
+    "process_c8_over_best": "**ours process, concurrency 8 (no prefetch) / best peer process** (target >= 3)",
     "process_prefetch_over_best": (
-        "**ours process, one worker with prefetch=100 / best peer process** (target >= 3)"
+        "**ours process, one worker with prefetch=100 / best peer process** (target >= 5)"
+    ),
+    "enqueue_c100_over_enqueue": (
+        "**ours enqueue from 100 coroutines at once / one by one** (target >= 5 at 1 ms round trip)"
     ),
     "batch_over_pipe": "**ours dispatch_batch of 1,000 / redis-py pipelined LPUSH** (target >= 0.5)",
     "batch_all_over_pipe": "**ours one dispatch_batch of all N / redis-py pipelined LPUSH** (target >= 0.5)",
@@ -315,7 +357,7 @@ def cmd_text(entry: str, n: int) -> str:
 
 
 def markdown(res: dict[str, Any]) -> str:
-    meta, figs, ratios = res["meta"], res["figures"], res["ratios"]
+    meta = res["meta"]
     v, srv = meta["versions"], meta["server"]
     lines = [
         f"# Redis driver against RQ, arq, Huey, Dramatiq and Celery ({meta['started']}, git {meta['git']})",
@@ -326,62 +368,19 @@ def markdown(res: dict[str, Any]) -> str:
         + ", ".join(f"{k} {val}" for k, val in v.items())
         + f"; {meta['machine']}, load average at the end {meta['loadavg_end']}; "
         f"{meta['duration_s']:.0f} s. Medians over the rounds (min-max).",
-        "",
-        "## Throughput, jobs/s (redis-py: operations/s)",
-        "",
-        "| entry | enqueue, one by one | process: one worker drains N | process, steady | "
-        "dispatch_batch x1,000 | dispatch_batch x N | process, concurrency 8 | process, prefetch 100 |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    k = figs["khadem"]
-    lines.append(
-        f"| {NAMES['khadem']} | {cell(k['enqueue_rps'])} | {cell(k['process_rps'], bold=True)} | | "
-        f"{cell(k['batch_rps'], bold=True)} | {cell(k['batch_all_rps'])} | {cell(k['process_c8_rps'])} | "
-        f"{cell(k['process_prefetch_rps'], bold=True)} |"
-    )
-    for entry in PEER_ENTRIES:
-        s = figs[entry]
-        lines.append(
-            f"| {NAMES[entry]} | {cell(s['enqueue_rps'])} | {cell(s['process_rps'])} | "
-            f"{cell(s.get('process_rps_steady'))} | | | | |"
-        )
-    py = figs["redis_py"]
-    lines += [
-        f"| redis-py, one LPUSH / RPOP per round trip | {cell(py['lpush_rps'])} | {cell(py['rpop_rps'])} "
-        "(RPOP) | | | | | |",
-        f"| redis-py, pipelines of 100 (`transaction=False`) | {cell(py['lpush_rps_pipe'], bold=True)} "
-        f"| {cell(py['rpop_rps_pipe'])} (RPOP) | | | | | |",
-        "",
-        "Best peer per round (process): "
-        + ", ".join(f"{b['entry']} {b['process_rps']:,.0f}/s" for b in res["best_peer"])
-        + ".",
-        "",
-        "## Ratios (per round, same round's figures; median (min-max))",
-        "",
-        "| ratio | median (min-max) | per round |",
-        "|---|---:|---|",
-    ]
-    for name, label in RATIO_LABELS.items():
-        r = ratios[name]
-        lines.append(
-            f"| {label} | {cell(r, lambda x: f'{x:.2f}')} | {', '.join(f'{x:.2f}' for x in r['per_round'])} |"
-        )
-    t = res["targets"]
-    lines += [
-        "",
-        "## Targets",
-        "",
-        "* process >= 3 x the best peer's process, same run: one worker taking jobs one by one "
-        f"**{'met' if t['process_3x_best_peer'] else 'missed'}** "
-        f"(median {ratios['process_over_best']['median']:.2f} x); one worker with prefetch=100 "
-        f"**{'met' if t['process_prefetch_3x_best_peer'] else 'missed'}** "
-        f"(median {ratios['process_prefetch_over_best']['median']:.2f} x).",
-        f"* batch dispatch >= half the pipelined redis-py LPUSH rate: dispatch_batch of 1,000 "
-        f"**{'met' if t['batch_half_pipelined_lpush'] else 'missed'}** "
-        f"({ratios['batch_over_pipe']['median']:.2f} x); one dispatch_batch of all N "
-        f"**{'met' if t['batch_all_half_pipelined_lpush'] else 'missed'}** "
-        f"({ratios['batch_all_over_pipe']['median']:.2f} x).",
-    ]
+    modes = res.get("modes") or {"loopback": res}
+    rtt = meta.get("rtt_measured") or {}
+    for mode, m in modes.items():
+        if mode == "rtt":
+            title = (
+                f"network round trip: {meta.get('delay_ms_each_way')} ms added each way by "
+                f"bench/redis_proxy.py (PING through it: median {rtt.get('rtt_ms_median')} ms, p90 "
+                f"{rtt.get('rtt_ms_p90')} ms; straight to the server {rtt.get('loopback_rtt_ms_median')} ms)"
+            )
+        else:
+            title = "loopback (straight to the server)"
+        lines += ["", f"# Mode {mode}: {title}", *section(m)]
     rt = res.get("round_trips") or {}
     if rt:
         n = meta["rt_n"]
@@ -430,6 +429,77 @@ def markdown(res: dict[str, Any]) -> str:
     for entry in ENTRIES:
         lines.append(f"| {NAMES[entry]} | {cmd_text(entry, meta['n'])} | {DELIVERY[entry]} |")
     return "\n".join(lines) + "\n"
+
+
+def section(res: dict[str, Any]) -> list[str]:
+    """One network mode: the throughput table, the ratios and the targets."""
+    figs, ratios = res["figures"], res["ratios"]
+    lines = [
+        "",
+        "## Throughput, jobs/s (redis-py: operations/s)",
+        "",
+        "| entry | enqueue, one by one | process: one worker drains N | process, steady | "
+        "dispatch_batch x1,000 | dispatch_batch x N | process, concurrency 8 | process, prefetch 100 "
+        "| enqueue, 100 coroutines at once |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    k = figs["khadem"]
+    lines.append(
+        f"| {NAMES['khadem']} | {cell(k['enqueue_rps'])} | {cell(k['process_rps'], bold=True)} | | "
+        f"{cell(k['batch_rps'], bold=True)} | {cell(k['batch_all_rps'])} | {cell(k['process_c8_rps'])} | "
+        f"{cell(k['process_prefetch_rps'], bold=True)} | {cell(k.get('enqueue_c100_rps'), bold=True)} |"
+    )
+    for entry in PEER_ENTRIES:
+        s = figs[entry]
+        lines.append(
+            f"| {NAMES[entry]} | {cell(s['enqueue_rps'])} | {cell(s['process_rps'])} | "
+            f"{cell(s.get('process_rps_steady'))} | | | | | |"
+        )
+    py = figs["redis_py"]
+    lines += [
+        f"| redis-py, one LPUSH / RPOP per round trip | {cell(py['lpush_rps'])} | {cell(py['rpop_rps'])} "
+        "(RPOP) | | | | | | |",
+        f"| redis-py, pipelines of 100 (`transaction=False`) | {cell(py['lpush_rps_pipe'], bold=True)} "
+        f"| {cell(py['rpop_rps_pipe'])} (RPOP) | | | | | | |",
+        "",
+        "Best peer per round (process): "
+        + ", ".join(f"{b['entry']} {b['process_rps']:,.0f}/s" for b in res["best_peer"])
+        + ".",
+        "",
+        "## Ratios (per round, same round's figures; median (min-max))",
+        "",
+        "| ratio | median (min-max) | per round |",
+        "|---|---:|---|",
+    ]
+    for name, label in RATIO_LABELS.items():
+        r = ratios[name]
+        lines.append(
+            f"| {label} | {cell(r, lambda x: f'{x:.2f}')} | {', '.join(f'{x:.2f}' for x in r['per_round'])} |"
+        )
+    t = res["targets"]
+    lines += [
+        "",
+        "## Targets",
+        "",
+        "* process >= 3 x the best peer's process, same run: one worker taking jobs one by one "
+        f"**{'met' if t['process_3x_best_peer'] else 'missed'}** "
+        f"(median {ratios['process_over_best']['median']:.2f} x); one worker with prefetch=100 "
+        f"**{'met' if t['process_prefetch_3x_best_peer'] else 'missed'}** "
+        f"(median {ratios['process_prefetch_over_best']['median']:.2f} x).",
+        f"* batch dispatch >= half the pipelined redis-py LPUSH rate: dispatch_batch of 1,000 "
+        f"**{'met' if t['batch_half_pipelined_lpush'] else 'missed'}** "
+        f"({ratios['batch_over_pipe']['median']:.2f} x); one dispatch_batch of all N "
+        f"**{'met' if t['batch_all_half_pipelined_lpush'] else 'missed'}** "
+        f"({ratios['batch_all_over_pipe']['median']:.2f} x).",
+        "* issue 11: the default worker (no prefetch) at concurrency 8 >= 3 x the best peer "
+        f"**{'met' if t.get('process_c8_3x_best_peer') else 'missed'}** "
+        f"({ratios['process_c8_over_best']['median']:.2f} x); prefetch=100 >= 5 x the best peer "
+        f"**{'met' if t.get('process_prefetch_5x_best_peer') else 'missed'}** "
+        f"({ratios['process_prefetch_over_best']['median']:.2f} x); 100 coroutines dispatching >= 5 x "
+        f"one by one **{'met' if t.get('enqueue_c100_5x_one_by_one') else 'missed'}** "
+        f"({ratios['enqueue_c100_over_enqueue']['median']:.2f} x; the target is for the rtt mode).",
+    ]
+    return lines
 
 
 def write(result: dict[str, Any], out: Path) -> None:

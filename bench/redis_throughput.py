@@ -21,6 +21,9 @@ stored job goes through JSON, a Lua script and the registry. Each phase is timed
      (default 100: each reserve takes up to that many jobs in one pipelined round trip, and
      finished jobs are acked together)                      -> process_prefetch_rps
 
+  E. (fresh queue) ``await qm.dispatch(job)`` from --senders (default 100) coroutines at once,
+     each dispatching its share one by one                -> enqueue_c100_rps
+
 ``process_rps`` is the figure comparable to the peers' ``process_rps`` (one worker from its start
 until the N-th job ran). After each drain the queue must be empty and N jobs completed.
 
@@ -111,7 +114,9 @@ async def drain(qm: QueueManager, n: int, concurrency: int, prefetch: int = 1) -
     return seconds
 
 
-async def measure(url: str, n: int, batch: int, count: bool, prefetch: int = 100) -> dict[str, Any]:
+async def measure(
+    url: str, n: int, batch: int, count: bool, prefetch: int = 100, senders: int = 100
+) -> dict[str, Any]:
     perf = time.perf_counter
     times: dict[str, float] = {}
     commands: dict[str, Any] = {}
@@ -170,6 +175,24 @@ async def measure(url: str, n: int, batch: int, count: bool, prefetch: int = 100
     await qm.driver.clear()
     await qm.dispose()
 
+    # E: dispatch one by one from many coroutines at once (an async web app's request handlers).
+    qm = make_manager(url, "e")
+    jobs = [NoopJob(i) for i in range(n)]
+    dispatch = qm.dispatch
+
+    async def sender(share: list[NoopJob]) -> None:
+        for job in share:
+            await dispatch(job)
+
+    cmd.start()
+    t0 = perf()
+    await asyncio.gather(*(sender(jobs[k::senders]) for k in range(senders)))
+    times["enqueue_c100"] = perf() - t0
+    commands["enqueue_c100"] = cmd.stop(n)
+    assert await qm.driver.size() == n
+    await qm.driver.clear()
+    await qm.dispose()
+
     def rps(phase: str) -> float:
         return round(n / times[phase], 1)
 
@@ -183,7 +206,9 @@ async def measure(url: str, n: int, batch: int, count: bool, prefetch: int = 100
         "batch_all_rps": rps("batch_all"),
         "process_c8_rps": rps("process_c8"),
         "process_prefetch_rps": rps("process_prefetch"),
+        "enqueue_c100_rps": rps("enqueue_c100"),
         "prefetch": prefetch,
+        "senders": senders,
         **{f"{k}_s": round(v, 4) for k, v in times.items()},
         "commands": commands if count else None,
         "versions": {
@@ -202,9 +227,12 @@ def main() -> None:
     p.add_argument("--n", type=int, default=10_000, help="jobs")
     p.add_argument("--batch", type=int, default=1000, help="jobs per dispatch_batch call in phase B")
     p.add_argument("--prefetch", type=int, default=100, help="prefetch of the worker in phase D")
+    p.add_argument("--senders", type=int, default=100, help="coroutines dispatching at once in phase E")
     p.add_argument("--count-commands", action="store_true", help="Redis commands per job (INFO)")
+    p.add_argument("--info-url", help="where INFO commandstats is read (default --url)")
     a = p.parse_args()
-    print(json.dumps(asyncio.run(measure(a.url, a.n, a.batch, a.count_commands, a.prefetch))), flush=True)
+    result = measure(a.url, a.n, a.batch, a.count_commands, a.prefetch, a.senders)
+    print(json.dumps(asyncio.run(result)), flush=True)
 
 
 if __name__ == "__main__":

@@ -200,6 +200,12 @@ class Worker:
         reserve_at_once = driver.reserve_at_once
         task = asyncio.current_task()
         failures = 0
+        # A remote store that takes acks with the next reserve (Redis on the system clock): a
+        # finished job's ack goes in the next reserve's round trip, which follows at once; the
+        # last one is sent on the way out.
+        deferred: list[JobRecord] | None = (
+            [] if not self.delay and getattr(driver, "acks_with_next_reserve", False) else None
+        )
         while not self._stopping:
             if max_jobs is not None and self._claimed >= max_jobs:
                 break
@@ -207,8 +213,14 @@ class Worker:
                 break
             self._claimed += 1
             try:
-                record = reserve_at_once(queues, worker=slot_name)
-                if record is False:
+                record = False if deferred else reserve_at_once(queues, worker=slot_name)
+                if record is False and deferred:
+                    try:  # sent with the reserve (if it failed, the leases bring those jobs back)
+                        taken = await driver.reserve_many(queues, worker=slot_name, limit=1, acks=deferred)
+                    finally:
+                        deferred.clear()
+                    record = taken[0] if taken else None
+                elif record is False:
                     record = await driver.reserve(queues, worker=slot_name)
             except Exception as exc:  # storage trouble (a server down): report, back off, go on
                 self._claimed -= 1
@@ -228,7 +240,9 @@ class Worker:
                 continue
             self._busy += 1
             try:
-                outcome = await execute(driver, record, worker=slot_name, hooks=hooks, task=task)
+                outcome = await execute(
+                    driver, record, worker=slot_name, hooks=hooks, deferred_acks=deferred, task=task
+                )
             except Exception as exc:  # settling failed in storage; the lease brings the job back
                 await report_error(hooks, exc)
                 outcome = None
@@ -242,6 +256,8 @@ class Worker:
                 self._count(outcome)
             if self.delay:
                 await self._pause(self.delay)
+        if deferred:
+            await self._settle(deferred, slot_name)
 
     def _count(self, outcome: Outcome | None) -> None:
         """Count a run that did not complete."""

@@ -533,6 +533,21 @@ def test_pipelined_scripts_are_loaded_again_after_a_script_flush(
 
 
 @pytest.mark.realtime
+def test_a_pipeline_with_a_script_the_server_has_not_loaded_yet_loses_no_reservation(
+    sim: Simulation, registry: JobRegistry, private_redis: RedisServer
+) -> None:
+    driver = make(sim, registry, "fresh", url=private_redis.url)
+    sim.run(driver.push_many([Invoice(n) for n in range(3)]))
+    first = sim.run(driver.reserve(None, worker="w"))  # loads the lease recovery and reserve scripts
+    assert first is not None
+    # The first ack goes with the next reserve: the server has the reserve script, not the ack's
+    taken = sim.run(driver.reserve_many(None, worker="w", limit=1, acks=[first]))
+    # The reserve that ran while the ack was refused is the one returned, and nothing else is held
+    assert [r.id for r in taken] == ["2"]
+    assert sim.run(driver.counts(sim.time())) == (1, 0, 1)  # job 3 waiting, job 2 held, job 1 acked
+
+
+@pytest.mark.realtime
 def test_a_redis_restart_during_a_run_loses_no_job(registry: JobRegistry, private_redis: RedisServer) -> None:
     """Real time: a worker works 300 jobs while its server is killed and restarted (its AOF brings
     the data back). Every job completes, at least once; the worker reports the outage and goes on."""

@@ -65,6 +65,8 @@ class QueueFactory:
             url="url",
             queue_name="queue_name",
             socket_timeout="socket_timeout",
+            cluster="cluster",
+            nodes="nodes",
         ),
     }
 

@@ -2,10 +2,13 @@
 
 Every operation that changes the queue is one Lua script (the Laravel / BullMQ pattern), so it is
 atomic: whatever runs a queue's scripts at the same time, on whatever machine, no job is taken
-twice and none is half-written. All keys of a queue live under one prefix, ``khadem:{QUEUE_NAME}:``,
-the name encoded by :func:`key_part` (``%``, ``:``, ``{`` and ``}`` percent-encoded, as are job queue
-names in keys), so no two names share a key and the braces are a Redis Cluster hash tag (one slot
-per queue). Entries and keys the driver did not write are handled as described before PRELUDE:
+twice and none is half-written. The scripts are files, ``redis_scripts/NAME.lua`` in the package,
+read at the first driver built (:func:`load_scripts`). All keys of a queue live under one prefix,
+``khadem:{QUEUE_NAME}:``, the name encoded by :func:`key_part` (``%``, ``:``, ``{`` and ``}``
+percent-encoded, as are job queue names in keys), so no two names share a key and the braces are a
+Redis Cluster hash tag (one slot per queue); the layout is written once, in :mod:`.rediskeys`.
+Entries and keys the driver did not write are handled as described at the top of
+``redis_scripts/prelude.lua``:
 
 - ``seq``: the counter ids and sequence numbers come from (``INCR``), so ids are unique across
   processes and the same in every rerun of a simulation;
@@ -33,31 +36,41 @@ So a batch dispatch of due jobs costs the server one ``MSET`` per 500 jobs and o
 1,000 (strings and a list append are the cheapest things Redis stores), inside one script call.
 
 Times come from the injected clock and are passed to the scripts as arguments (never Redis TIME,
-EXPIRE or a blocking pop's timeout). The client is redis-py's synchronous one: a round trip holds
-the event loop, so virtual time cannot move while a call is in flight, which keeps a Redis-backed
-queue deterministic under :class:`~khadem_lab.simulation.Simulation`. Times that a script computes
-(``reserved_until``) are stored with 17 significant digits, so they read back as the very double
-Python would have computed.
+EXPIRE or a blocking pop's timeout). On the system clock the calls go through redis-py's asyncio
+client and are awaited, so concurrent calls overlap; on a simulation's clock they go through the
+synchronous client: a round trip holds the event loop, so virtual time cannot move while a call is
+in flight and nothing else runs in between, which keeps a Redis-backed queue deterministic under
+:class:`~khadem_lab.simulation.Simulation` (see :meth:`RedisStorageDriver._overlaps`). Times that a
+script computes (``reserved_until``) are stored with 17 significant digits, so they read back as the
+very double Python would have computed.
 
 redis-py is imported when a driver is built, so the rest of the package works without it.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
 import math
 import re
 from collections.abc import Callable, Sequence
+from importlib import resources
 from typing import TYPE_CHECKING, Any
 
+from ..clock import SystemClock
 from ..config import DriverConfig
 from ..errors import ConfigError, DispatchOutcomeUnknown, StorageError
 from ..records import LEASE_EXPIRED_ERROR, JobRecord, JobStatus, QueueCounts
 from .base import BaseQueueDriver
+from .rediskeys import fixed_keys, job_keys, key_part, lua_layout, prefix_of, queue_keys
+
+__all__ = ["RedisStorageDriver", "key_part", "redact_url"]
 
 if TYPE_CHECKING:
     from redis import Redis
+    from redis.asyncio import Redis as AsyncRedis
     from redis.commands.core import Script
 
 log = logging.getLogger(__name__)
@@ -78,16 +91,7 @@ FIELDS = (
 URL_SCHEMES = ("redis://", "rediss://", "unix://")
 COMPACT = (",", ":")
 HEADS_CACHED = 256  # job headers (all but the two times) kept per driver, for batch dispatch
-#: The queue's fixed keys, after its prefix, in the order every script gets them as KEYS.
-KEY_NAMES = ("seq", "queues", "reserved", "dead", "foreign")
-_ESCAPED = re.compile(r"[%:{}]")
 _URL_PASSWORD = re.compile(r"(://[^/@]*?:)[^/@]*@")
-
-
-def key_part(name: str) -> str:
-    """A queue name as it appears in keys: ``%``, ``:``, ``{`` and ``}`` percent-encoded, so no
-    two names give the same key and the name never ends or opens a hash tag."""
-    return _ESCAPED.sub(lambda m: f"%{ord(m[0]):02X}", name)
 
 
 def redact_url(url: object) -> object:
@@ -95,636 +99,30 @@ def redact_url(url: object) -> object:
     return _URL_PASSWORD.sub(r"\1***@", url) if isinstance(url, str) else url
 
 
-# Shared by every script. KEYS are the queue's fixed keys (KEY_NAMES, in that order); every other
-# key a script touches (a job's, a waiting list's) is built from the same prefix, so it shares their
-# hash tag: one Redis Cluster slot per queue. ARGV is the script's own. An optional text argument
-# is "" for None and "=" + the text otherwise (so an empty text is not None).
-#
-# Data the driver did not write never stops a queue: a waiting entry that does not parse is taken
-# off its list or set and its description pushed to ``foreign`` (and returned, for the client to
-# log); a queue whose waiting keys hold another type is skipped (and reported once); a job whose
-# own keys hold another type is dead-lettered with the reason. Every script checks before it
-# changes anything (a Lua error does not undo the writes before it): the fixed keys at the top
-# (a KHADEMKEY error if one holds another type), a job's and a queue's keys before they are used.
-PRELUDE = (
-    "local FIELDS = {"
-    + ", ".join(f"'{name}'" for name in FIELDS)
-    + "}\n"
-    + """
-local SEQ, QUEUES, RESERVED, DEAD, FOREIGN = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
-local P = string.sub(SEQ, 1, -4)
-local NOTES = {}
-local MEMBER = '^' .. string.rep('%d', 20) .. ':([^|]+)$'  -- ids: digits, or a client's job_id
-local ENTRY = '^([^|]+)|(' .. string.rep('%d', 20) .. ':%d+)$'
-local function kind(key) return redis.call('TYPE', key)['ok'] end
--- the fixed keys hold what the driver writes there (or nothing): an error text otherwise
-local function fixed()
-  local want = {'string', 'set', 'zset', 'zset', 'list'}
-  for i = 1, 5 do
-    local t = kind(KEYS[i])
-    if t ~= 'none' and t ~= want[i] then
-      return 'KHADEMKEY ' .. KEYS[i] .. ' holds a ' .. t .. ', not a ' .. want[i]
-    end
-  end
-  local seq = redis.call('GET', SEQ)
-  if seq and not string.match(seq, '^%d+$') then
-    local shown = string.format('%q', string.sub(seq, 1, 40))
-    return 'KHADEMKEY ' .. SEQ .. ' holds ' .. shown .. ', not a counter'
-  end
-  return nil
-end
--- a queue name as it appears in keys: '%', ':', '{' and '}' percent-encoded
-local function enc(name)
-  if not string.find(name, '[%%:{}]') then return name end
-  return (string.gsub(name, '[%%:{}]', function(c) return string.format('%%%02X', string.byte(c)) end))
-end
--- something the driver did not write, taken aside: kept in FOREIGN and returned to the client
-local function note(text)
-  NOTES[#NOTES + 1] = text
-  redis.call('RPUSH', FOREIGN, text)
-end
-local function note_entry(key, value)
-  local shown = string.format('%q', string.sub(value, 1, 200))
-  note(key .. ': ' .. shown .. ' is not an entry of the driver; taken off')
-end
--- queue's waiting keys, their types, or nil if one holds another type (reported once, unless quiet)
-local function usable(queue, quiet)
-  local list, zset = P .. 'ready:' .. enc(queue), P .. 'queue:' .. enc(queue)
-  local lt, zt = kind(list), kind(zset)
-  local bad, t, want = nil, nil, nil
-  if lt ~= 'list' and lt ~= 'none' then bad, t, want = list, lt, 'list'
-  elseif zt ~= 'zset' and zt ~= 'none' then bad, t, want = zset, zt, 'sorted set' end
-  if not bad then return list, zset, lt, zt end
-  if not quiet and redis.call('SREM', QUEUES, queue) == 1 then
-    note(string.format('queue %q skipped: %s holds a %s, not a %s', queue, bad, t, want))
-  end
-  return nil, bad .. ' holds a ' .. t .. ', not a ' .. want
-end
-local function member(seq, id) return string.format('%020d:', tonumber(seq)) .. id end
-local function id_of(m) return string.match(m, MEMBER) end
--- a job's id, body and state fields, as the client reads them (false where its keys hold another type)
-local function fetch(id, checked)
-  local state, job = P .. 'state:' .. id, P .. 'job:' .. id
-  local fields
-  if checked or kind(state) == 'hash' then fields = redis.call('HMGET', state, unpack(FIELDS))
-  else fields = {}; for i = 1, #FIELDS do fields[i] = false end end
-  local body = false
-  if checked or kind(job) == 'string' then body = redis.call('GET', job) end
-  table.insert(fields, 1, body)
-  table.insert(fields, 1, id)
-  return fields
-end
-local function setopt(state, field, value)
-  if value == '' then redis.call('HDEL', state, field)
-  else redis.call('HSET', state, field, string.sub(value, 2)) end
-end
--- (at, m) comes before (at2, m2): earlier available_at, then lower seq (members are zero-padded)
-local function before(at, m, at2, m2)
-  at, at2 = tonumber(at), tonumber(at2)
-  return at < at2 or (at == at2 and m < m2)
-end
--- a ready-list entry 'AVAILABLE_AT|SEQ:ID' as its time and member; nil if it is not one
-local function entry(e)
-  local at, m = string.match(e, ENTRY)
-  if at and tonumber(at) then return at, m end
-  return nil
-end
-local function take_seq() return string.format('%d', redis.call('INCR', SEQ)) end
-local function enqueue(id, queue, at, seq)
-  redis.call('ZADD', P .. 'queue:' .. enc(queue), at, member(seq, id))
-  redis.call('SADD', QUEUES, queue)
-end
--- the reservation given (by its attempts) is still the current one: its seq, else nil
-local function held(id, attempts)
-  local state = P .. 'state:' .. id
-  if kind(state) ~= 'hash' then return nil end
-  local current = redis.call('HMGET', state, 'status', 'attempts', 'seq')
-  if current[1] ~= 'reserved' or current[2] ~= attempts then return nil end
-  return current[3] or id
-end
--- a job whose keys hold what the driver did not write: dead-lettered as it is, with the reason
-local function bury_as_is(id, queue, reason, now)
-  local state = P .. 'state:' .. id
-  redis.call('DEL', state)
-  local new = take_seq()
-  redis.call('HSET', state, 'status', 'dead', 'seq', new, 'queue', queue, 'last_error', reason,
-    'error_type', 'StorageError', 'failed_at', now)
-  redis.call('ZADD', DEAD, new, id)
-  note('job ' .. id .. ' dead-lettered: ' .. reason)
-end
-local bad = fixed()
-if bad then return redis.error_reply(bad) end
-"""
-)
+def _lua(name: str) -> str:
+    return (resources.files(__package__) / "redis_scripts" / f"{name}.lua").read_text("utf-8")
 
-# ARGV: how many jobs, now, then one group per run of jobs with the same queue and available_at:
-# queue, available_at, k, then the k bodies; times as Python's repr, so no digit is lost in Lua
-# numbers. Returns the first id given (ids are consecutive, in ARGV order). Ids come from INCRBY
-# and never repeat (clear keeps the counter), so every job key is new.
-PUSH = """
-local n, now = tonumber(ARGV[1]), tonumber(ARGV[2])
-local i = 3
-while i <= #ARGV do  -- every queue's keys checked before anything is written
-  local list, why = usable(ARGV[i], true)
-  if not list then return redis.error_reply('KHADEMKEY ' .. why) end
-  i = i + 3 + tonumber(ARGV[i + 2])
-end
-local first = redis.call('INCRBY', SEQ, n) - n + 1
-local seq = first
-local sets = {}
-local function set_jobs()
-  if #sets > 0 then redis.call('MSET', unpack(sets)); sets = {} end
-end
-i = 3
-while i <= #ARGV do
-  local queue, at, k = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
-  local list, zset = P .. 'ready:' .. enc(queue), P .. 'queue:' .. enc(queue)
-  i = i + 3
-  local tail = redis.call('LINDEX', list, -1)
-  local tail_at = tail and entry(tail)
-  local t = tonumber(at)
-  -- due, and not before the list's last entry: appended, in order; else the sorted set
-  local listed = t <= now and (not tail or (tail_at and tonumber(tail_at) <= t))
-  local adds = {}
-  local job = P .. 'job:'
-  for _ = 1, k do
-    sets[#sets + 1] = string.format('%s%d', job, seq)
-    sets[#sets + 1] = ARGV[i]
-    if listed then adds[#adds + 1] = string.format('%s|%020d:%d', at, seq, seq)
-    else adds[#adds + 1] = at; adds[#adds + 1] = string.format('%020d:%d', seq, seq) end
-    if #sets == 1000 then set_jobs() end
-    if #adds == 1000 then
-      if listed then redis.call('RPUSH', list, unpack(adds)) else redis.call('ZADD', zset, unpack(adds)) end
-      adds = {}
-    end
-    seq, i = seq + 1, i + 1
-  end
-  if #adds > 0 then
-    if listed then redis.call('RPUSH', list, unpack(adds)) else redis.call('ZADD', zset, unpack(adds)) end
-  end
-  redis.call('SADD', QUEUES, queue)
-end
-set_jobs()
-return first
-"""
 
-# Dispatch with client ids (job_id=). ARGV: now, remember until, then per job: queue,
-# available_at, id, fingerprint, body. ``ids`` (a hash id -> fingerprint) and ``idtimes`` (a
-# sorted set of the ids by remember-until) remember the ids; an id is taken while ``job:ID`` or
-# ``state:ID`` exists or it is remembered. Jobs go to the sorted set (``queue:NAME``) with a seq
-# of their own in ``state:ID``. Returns per job false (stored) or the remembered fingerprint
-# ('' if the job is stored but its id no longer remembered).
-PUSH_IDS = """
-local now, keep = ARGV[1], ARGV[2]
-local IDS, TIMES = P .. 'ids', P .. 'idtimes'
-for key, want in pairs({[IDS] = 'hash', [TIMES] = 'zset'}) do
-  local t = kind(key)
-  if t ~= 'none' and t ~= want then
-    return redis.error_reply('KHADEMKEY ' .. key .. ' holds a ' .. t .. ', not a ' .. want)
-  end
-end
-for i = 3, #ARGV, 5 do
-  local list, why = usable(ARGV[i], true)
-  if not list then return redis.error_reply('KHADEMKEY ' .. why) end
-end
-for _, id in ipairs(redis.call('ZRANGEBYSCORE', TIMES, '-inf', now, 'LIMIT', 0, 1000)) do
-  redis.call('ZREM', TIMES, id)
-  redis.call('HDEL', IDS, id)
-end
-local out = {}
-for i = 3, #ARGV, 5 do
-  local queue, at, id, mark, body = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
-  local job, state = P .. 'job:' .. id, P .. 'state:' .. id
-  local known = redis.call('HGET', IDS, id)
-  if not known and redis.call('EXISTS', job, state) > 0 then known = '' end
-  if known then
-    out[#out + 1] = known
-  else
-    local seq = take_seq()
-    redis.call('SET', job, body)
-    redis.call('HSET', state, 'seq', seq)
-    enqueue(id, queue, at, seq)
-    redis.call('HSET', IDS, id, mark)
-    redis.call('ZADD', TIMES, keep, id)
-    out[#out + 1] = false
-  end
-end
-return out
-"""
+def load_scripts() -> dict[str, str]:
+    """Every script's full text, by name: the key layout (:func:`.rediskeys.lua_layout`), the
+    shared prelude (``redis_scripts/prelude.lua``), then the script's own file. Read once, at the
+    first driver built."""
+    global _SCRIPTS
+    if _SCRIPTS is None:
+        head = lua_layout(FIELDS) + _lua("prelude")
+        _SCRIPTS = {name: head + _lua(name) for name in SCRIPT_NAMES if name not in DEAD_ID_SCRIPTS}
+        for name in DEAD_ID_SCRIPTS:  # a requeue or a purge acts on the dead letters named
+            _SCRIPTS[name] = head + _lua("dead_ids") + _lua(name)
+    return _SCRIPTS
 
-# ARGV: now, lease seconds, worker (optional), then the queues in priority order (none: all
-# queues, by (available_at, seq) across them). Returns nil, or the reserved job's fields (false
-# when none was reserved) followed by the notes on what was taken aside.
-RESERVE = """
-local now = ARGV[1]
--- the first due job of a queue: its member, available_at, whether it heads the ready list, keys
-local function due(queue)
-  local list, zset, lt, zt = usable(queue)
-  if not list then return nil end
-  local m, at, listed = nil, nil, false
-  while lt == 'list' do
-    local head = redis.call('LINDEX', list, 0)
-    if not head then break end
-    local a, hm = entry(head)
-    if a then
-      if tonumber(a) <= tonumber(now) then m, at, listed = hm, a, true end
-      break
-    end
-    redis.call('LPOP', list)
-    note_entry(list, head)
-  end
-  while zt == 'zset' do
-    local z = redis.call('ZRANGEBYSCORE', zset, '-inf', now, 'WITHSCORES', 'LIMIT', 0, 1)
-    if not z[1] then break end
-    if id_of(z[1]) then
-      if not m or before(z[2], z[1], at, m) then m, at, listed = z[1], z[2], false end
-      break
-    end
-    redis.call('ZREM', zset, z[1])
-    note_entry(zset, z[1])
-  end
-  return m, at, listed, list, zset
-end
--- take member m off its queue; reserve its job, or nil if the job is gone (keys removed by hand)
--- or its keys hold what the driver did not write (then it is dead-lettered as it is)
-local function claim(queue, m, listed, list, zset)
-  local id = id_of(m)
-  local job, state = P .. 'job:' .. id, P .. 'state:' .. id
-  local jt, st = kind(job), kind(state)  -- before anything changes
-  if listed then redis.call('LPOP', list) else redis.call('ZREM', zset, m) end
-  if redis.call('EXISTS', list, zset) == 0 then redis.call('SREM', QUEUES, queue) end
-  if jt == 'none' then return nil end
-  local what = nil
-  if st == 'hash' then
-    local status, attempts = unpack(redis.call('HMGET', state, 'status', 'attempts'))
-    if status == 'reserved' or status == 'dead' then return nil end  -- an old entry of the job
-    if status and status ~= 'pending' then what = state .. ' has status ' .. string.format('%q', status)
-    elseif attempts and not string.match(attempts, '^%d+$') then
-      what = state .. ' has attempts ' .. string.format('%q', string.sub(attempts, 1, 40))
-    end
-  end
-  if what or jt ~= 'string' or (st ~= 'hash' and st ~= 'none') then
-    if not what then what = job .. ' holds a ' .. jt .. ', not a string' end
-    if jt == 'string' and st ~= 'hash' then
-      what = state .. ' holds a ' .. st .. ', not a hash'
-      if st == 'string' then
-        what = what .. ' (' .. string.format('%q', string.sub(redis.call('GET', state), 1, 80)) .. ')'
-      end
-    end
-    bury_as_is(id, queue, 'StorageError: ' .. what .. ', so the job was dead-lettered as it was; '
-      .. 'the state was reset: requeue it to run it', now)
-    return nil
-  end
-  local body = redis.call('GET', job)
-  local timeout = tonumber(string.match(body, '^%[([^,]*),') or '') or 0
-  local untl = string.format('%.17g', tonumber(now) + tonumber(ARGV[2]) + timeout)
-  redis.call('HINCRBY', state, 'attempts', 1)
-  -- the seq is the id for a job dispatched without job_id; any other keeps its member's seq
-  if not string.match(id, '^%d+$') and not redis.call('HGET', state, 'seq') then
-    redis.call('HSET', state, 'seq', string.format('%d', tonumber(string.sub(m, 1, 20))))
-  end
-  if ARGV[3] == '' then
-    redis.call('HSET', state, 'status', 'reserved', 'reserved_until', untl, 'queue', queue)
-  else
-    redis.call('HSET', state, 'status', 'reserved', 'reserved_until', untl, 'queue', queue,
-      'reserved_by', string.sub(ARGV[3], 2))
-  end
-  redis.call('ZADD', RESERVED, untl, m)
-  return fetch(id, true)
-end
-local function reply(fields)
-  if #NOTES == 0 then return fields end
-  if not fields then fields = {}; for i = 1, #FIELDS + 2 do fields[i] = false end end
-  for _, text in ipairs(NOTES) do fields[#fields + 1] = text end
-  return fields
-end
-if #ARGV == 3 then
-  while true do
-    local best, best_at, best_queue, best_listed, best_list, best_zset = nil, nil, nil, false, nil, nil
-    for _, queue in ipairs(redis.call('SMEMBERS', QUEUES)) do
-      local m, at, listed, list, zset = due(queue)
-      if m and (not best or before(at, m, best_at, best)) then
-        best, best_at, best_queue, best_listed, best_list, best_zset = m, at, queue, listed, list, zset
-      end
-    end
-    if not best then return reply(nil) end
-    local found = claim(best_queue, best, best_listed, best_list, best_zset)
-    if found then return reply(found) end
-  end
-end
-for i = 4, #ARGV do
-  while true do
-    local m, _, listed, list, zset = due(ARGV[i])
-    if not m then break end
-    local found = claim(ARGV[i], m, listed, list, zset)
-    if found then return reply(found) end
-  end
-end
-return reply(nil)
-"""
 
-# ARGV: id, attempts. 1 if acknowledged, 0 if the reservation was not the current one.
-ACK = """
-local id = ARGV[1]
-local seq = held(id, ARGV[2])
-if not seq then return 0 end
-redis.call('ZREM', RESERVED, member(seq, id))
-redis.call('DEL', P .. 'job:' .. id, P .. 'state:' .. id)
-return 1
-"""
-
-# ARGV: id, attempts, available_at, last_error (optional), error_type (optional).
-# Returns the new seq, or 0 if the reservation was not the current one.
-RELEASE = """
-local id = ARGV[1]
-local state = P .. 'state:' .. id
-local seq = held(id, ARGV[2])
-if not seq then return 0 end
-local queue = redis.call('HGET', state, 'queue') or ''
-local ok, why = usable(queue, true)
-if not ok then return redis.error_reply('KHADEMKEY ' .. why) end
-local new = take_seq()
-redis.call('ZREM', RESERVED, member(seq, id))
-redis.call('HSET', state, 'status', 'pending', 'seq', new, 'available_at', ARGV[3])
-redis.call('HDEL', state, 'reserved_until', 'reserved_by')
-setopt(state, 'last_error', ARGV[4])
-setopt(state, 'error_type', ARGV[5])
-enqueue(id, queue, ARGV[3], new)
-return tonumber(new)
-"""
-
-# ARGV: id, attempts, last_error, error_type, failed_at (each optional).
-# Returns the new seq, or 0 if the reservation was not the current one.
-BURY = """
-local id = ARGV[1]
-local state = P .. 'state:' .. id
-local seq = held(id, ARGV[2])
-if not seq then return 0 end
-local new = take_seq()
-redis.call('ZREM', RESERVED, member(seq, id))
-redis.call('HSET', state, 'status', 'dead', 'seq', new)
-redis.call('HDEL', state, 'reserved_until', 'reserved_by')
-setopt(state, 'last_error', ARGV[3])
-setopt(state, 'error_type', ARGV[4])
-setopt(state, 'failed_at', ARGV[5])
-redis.call('ZADD', DEAD, new, id)
-return tonumber(new)
-"""
-
-# ARGV: now, the lease-expired message. Returns the fields of each job whose lease ended, in
-# (reserved_until, seq) order, which is also the order they get their new seqs in, then the notes
-# on what was taken aside. A job whose header cannot be read counts as having no retries left; one
-# whose queue's keys hold another type is dead-lettered.
-RECLAIM = """
-local now = ARGV[1]
-local function max_retries(body)
-  local ok, head = pcall(cjson.decode, string.match(body or '', '^[^\\n]*'))
-  if ok and type(head) == 'table' then return tonumber(head[5]) or 0 end
-  return 0
-end
-local out = {}
-for _, m in ipairs(redis.call('ZRANGEBYSCORE', RESERVED, '-inf', now)) do
-  redis.call('ZREM', RESERVED, m)
-  local id = id_of(m)
-  local state = P .. 'state:' .. (id or '')
-  if not id then
-    note_entry(RESERVED, m)
-  elseif kind(state) == 'hash' then
-    local current = redis.call('HMGET', state, 'status', 'attempts', 'queue')
-    if current[1] == 'reserved' then
-      local job = P .. 'job:' .. id
-      local body = kind(job) == 'string' and redis.call('GET', job) or nil
-      local queue = current[3] or ''
-      local ok, why = usable(queue, true)
-      local new = take_seq()
-      redis.call('HDEL', state, 'reserved_until', 'reserved_by')
-      if not ok then
-        redis.call('HSET', state, 'status', 'dead', 'seq', new, 'last_error', 'StorageError: ' .. why
-          .. ', so the job could not go back to its queue', 'error_type', 'StorageError', 'failed_at', now)
-        redis.call('ZADD', DEAD, new, id)
-      elseif tonumber(current[2]) >= max_retries(body) + 1 then
-        redis.call('HSET', state, 'status', 'dead', 'seq', new, 'last_error', ARGV[2],
-          'error_type', 'LeaseExpired', 'failed_at', now)
-        redis.call('ZADD', DEAD, new, id)
-      else
-        redis.call('HSET', state, 'status', 'pending', 'seq', new, 'available_at', now)
-        enqueue(id, queue, now, new)
-      end
-      out[#out + 1] = fetch(id)
-    end
-  end
-end
-for _, text in ipairs(NOTES) do out[#out + 1] = text end
-return out
-"""
-
-# ARGV: now. The waiting jobs that are due and all the waiting jobs, over every queue, the
-# reserved jobs and the entries taken aside: {ready, waiting, reserved, foreign}, one consistent
-# view. Changes nothing (a queue whose keys hold another type is left out).
-COUNTS = """
-local now = tonumber(ARGV[1])
-local ready, waiting = 0, 0
-for _, queue in ipairs(redis.call('SMEMBERS', QUEUES)) do
-  local list, zset, lt, zt = usable(queue, true)
-  if list and zt == 'zset' then
-    ready = ready + redis.call('ZCOUNT', zset, '-inf', ARGV[1])
-    waiting = waiting + redis.call('ZCARD', zset)
-  end
-  if list and lt == 'list' then
-    local n = redis.call('LLEN', list)
-    waiting = waiting + n
-    local tail_at = entry(redis.call('LINDEX', list, -1))
-    if tail_at and tonumber(tail_at) <= now then ready = ready + n
-    else  -- listed by a process whose clock is ahead of this one's: count the due ones
-      for _, e in ipairs(redis.call('LRANGE', list, 0, -1)) do
-        local at = entry(e)
-        if at and tonumber(at) <= now then ready = ready + 1 end
-      end
-    end
-  end
-end
-return {ready, waiting, redis.call('ZCARD', RESERVED), redis.call('LLEN', FOREIGN)}
-"""
-
-# ARGV: the queues (none: all). The earliest available_at among their waiting jobs (as stored, a
-# string with every digit), or nil. Changes nothing.
-NEXT_AT = """
-local queues = {}
-for i = 1, #ARGV do queues[#queues + 1] = ARGV[i] end
-if #ARGV == 0 then queues = redis.call('SMEMBERS', QUEUES) end
-local best, best_at = nil, nil
-local function consider(at)
-  if at and (not best or tonumber(at) < best) then best, best_at = tonumber(at), at end
-end
-for _, queue in ipairs(queues) do
-  local list, zset, lt, zt = usable(queue, true)
-  if list and zt == 'zset' then consider(redis.call('ZRANGE', zset, 0, 0, 'WITHSCORES')[2]) end
-  if list and lt == 'list' then
-    local head = redis.call('LINDEX', list, 0)
-    if head then consider((entry(head))) end
-  end
-end
-return best_at
-"""
-
-# ARGV: none. Removes every waiting and reserved job (not the dead letters); returns how many.
-# Keys that hold what the driver did not write are left as they are.
-CLEAR = """
-local n = 0
-local function drop(m)
-  local id = m and id_of(m)
-  if not id then return end
-  n = n + redis.call('DEL', P .. 'job:' .. id)
-  redis.call('DEL', P .. 'state:' .. id)
-end
-local keys = {RESERVED}
-for _, queue in ipairs(redis.call('SMEMBERS', QUEUES)) do
-  local list, zset, lt, zt = usable(queue, true)
-  if list then
-    if zt == 'zset' then keys[#keys + 1] = zset end
-    if lt == 'list' then
-      for _, e in ipairs(redis.call('LRANGE', list, 0, -1)) do
-        local _, m = entry(e)
-        drop(m)
-      end
-      redis.call('DEL', list)
-    end
-  end
-end
-for _, key in ipairs(keys) do
-  for _, m in ipairs(redis.call('ZRANGE', key, 0, -1)) do drop(m) end
-  redis.call('DEL', key)
-end
-redis.call('DEL', QUEUES)
-return n
-"""
-
-# ARGV: last index (-1: all). The dead letters' fields, oldest first.
-# Inspection (khadem-lab jobs). ARGV: now, state ('ready', 'delayed' or 'reserved'). Read only;
-# the client orders what it gets.
-LIST = """
-local now, state = tonumber(ARGV[1]), ARGV[2]
-local out = {}
-local function add(m)
-  local id = id_of(m)
-  if id then out[#out + 1] = fetch(id) end
-end
-if state == 'reserved' then
-  for _, m in ipairs(redis.call('ZRANGE', RESERVED, 0, -1)) do add(m) end
-  return out
-end
-local due = state == 'ready'
-for _, queue in ipairs(redis.call('SMEMBERS', QUEUES)) do
-  local list, zset, lt, zt = usable(queue, true)
-  if list and zt == 'zset' then
-    local members
-    if due then members = redis.call('ZRANGEBYSCORE', zset, '-inf', ARGV[1])
-    else members = redis.call('ZRANGEBYSCORE', zset, '(' .. ARGV[1], '+inf') end
-    for _, m in ipairs(members) do add(m) end
-  end
-  if list and lt == 'list' then
-    for _, e in ipairs(redis.call('LRANGE', list, 0, -1)) do
-      local at, m = entry(e)
-      if at and ((tonumber(at) <= now) == due) then add(m) end
-    end
-  end
-end
-return out
-"""
-
-# ARGV: the id of a waiting (pending) job: taken off its queue and deleted; its fields returned,
-# or false if it is not waiting (unknown, reserved, dead, or its keys hold what the driver did
-# not write).
-CANCEL = """
-local id = ARGV[1]
-local state, job = P .. 'state:' .. id, P .. 'job:' .. id
-if kind(job) ~= 'string' then return false end
-local st = {false, false, false}
-if kind(state) == 'hash' then st = redis.call('HMGET', state, 'status', 'seq', 'queue')
-elseif kind(state) ~= 'none' then return false end
-if st[1] and st[1] ~= 'pending' then return false end
-local queue = st[3]
-if not queue then
-  local ok, head = pcall(cjson.decode, string.match(redis.call('GET', job), '^[^\\n]*'))
-  if not ok or type(head) ~= 'table' or type(head[2]) ~= 'string' then return false end
-  queue = head[2]
-end
-local list, zset, lt, zt = usable(queue, true)
-if not list then return false end
-local m = member(st[2] or id, id)
-local found = zt == 'zset' and redis.call('ZREM', zset, m) == 1
-if not found and lt == 'list' then
-  for _, e in ipairs(redis.call('LRANGE', list, 0, -1)) do
-    local _, em = entry(e)
-    if em == m then
-      redis.call('LREM', list, 1, e)
-      found = true
-      break
-    end
-  end
-end
-if not found then return false end
-local out = fetch(id, true)
-redis.call('DEL', job, state)
-return out
-"""
-
-DEAD_LIST = """
-local out = {}
-for _, id in ipairs(redis.call('ZRANGE', DEAD, 0, tonumber(ARGV[1]))) do
-  out[#out + 1] = fetch(id)
-end
-return out
-"""
-
-# The dead letters a requeue or purge acts on: ARGV[2] is '*' for all, else the ids from ARGV[3].
-DEAD_IDS = """
-local function dead_ids()
-  if ARGV[2] == '*' then return redis.call('ZRANGE', DEAD, 0, -1) end
-  local ids = {}
-  for i = 3, #ARGV do
-    if redis.call('ZSCORE', DEAD, ARGV[i]) then ids[#ids + 1] = ARGV[i] end
-  end
-  return ids
-end
-"""
-
-# ARGV: now, '*' or '', ids. Dead letters back to pending, due now, attempts 0. One whose keys
-# hold what the driver did not write, or whose queue's keys do, stays where it is.
-REQUEUE = (
-    DEAD_IDS
-    + """
-local now = ARGV[1]
-local out = {}
-for _, id in ipairs(dead_ids()) do
-  local state = P .. 'state:' .. id
-  local queue = kind(state) == 'hash' and redis.call('HGET', state, 'queue')
-  if queue and kind(P .. 'job:' .. id) == 'string' and usable(queue, true) then
-    local new = take_seq()
-    redis.call('ZREM', DEAD, id)
-    redis.call('HSET', state, 'status', 'pending', 'seq', new, 'attempts', '0', 'available_at', now)
-    redis.call('HDEL', state, 'failed_at')
-    enqueue(id, queue, now, new)
-    out[#out + 1] = fetch(id, true)
-  end
-end
-return out
-"""
-)
-
-# ARGV: unused, '*' or '', ids. Deletes dead letters; returns their fields.
-PURGE = (
-    DEAD_IDS
-    + """
-local out = {}
-for _, id in ipairs(dead_ids()) do
-  out[#out + 1] = fetch(id)
-  redis.call('ZREM', DEAD, id)
-  redis.call('DEL', P .. 'job:' .. id, P .. 'state:' .. id)
-end
-return out
-"""
-)
+#: The scripts, one file each under ``redis_scripts/``; every queue change is one of them.
+SCRIPT_NAMES = (
+    "push", "reserve", "ack", "release", "bury", "reclaim", "counts", "next_at", "clear", "dead_list",
+    "requeue", "purge", "list", "cancel", "push_ids",
+)  # fmt: skip
+DEAD_ID_SCRIPTS = ("requeue", "purge")
+_SCRIPTS: dict[str, str] | None = None
 
 
 class RedisStorageDriver(BaseQueueDriver):
@@ -745,6 +143,8 @@ class RedisStorageDriver(BaseQueueDriver):
         url: str | None = None,
         queue_name: str = "default",
         socket_timeout: float = 10.0,
+        cluster: bool = False,
+        nodes: Sequence[str] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(config, **kwargs)
@@ -771,10 +171,19 @@ class RedisStorageDriver(BaseQueueDriver):
             (_is_int(socket_timeout) or isinstance(socket_timeout, float)) and socket_timeout > 0,
             "a positive number of seconds",
         )
+        _check(f"{where}.cluster", cluster, isinstance(cluster, bool), "true or false")
+        startup = _nodes(nodes)
+        _check(
+            f"{where}.nodes",
+            nodes,
+            nodes is None or startup is not None,
+            'a list of "host:port" strings, one or more nodes of a Redis Cluster',
+        )
+        clustered = cluster or startup is not None
+        _check(f"{where}.db", db, not clustered or db == 0, "0 (a Redis Cluster has only database 0)")
         try:
             import redis
-            from redis.backoff import NoBackoff
-            from redis.retry import Retry
+            import redis.cluster
         except ImportError as exc:
             raise ConfigError(
                 f"{where}.driver", "redis", "redis-py to be installed: pip install 'khadem-lab[redis]'"
@@ -782,45 +191,59 @@ class RedisStorageDriver(BaseQueueDriver):
         self.queue_name = queue_name
         #: Every key of this queue starts with it; nothing else is ever touched. The name is
         #: encoded (:func:`key_part`) in a Redis Cluster hash tag: one slot per queue.
-        self.prefix = f"khadem:{{{key_part(queue_name)}}}:"
-        self._keys = [self.prefix + name for name in KEY_NAMES]
-        # No automatic retry: a script whose reply was lost may have run, and running a dispatch
-        # twice would store the job twice. A failed call raises StorageError; the worker backs off
-        # and calls again, and the pool reconnects on that next call (a server restart included).
-        options: dict[str, Any] = {
-            "socket_timeout": float(socket_timeout),
-            "socket_connect_timeout": float(socket_timeout),
-            "retry": Retry(NoBackoff(), 0),
+        self.prefix = prefix_of(queue_name)
+        self._keys = fixed_keys(self.prefix)
+        #: How a client is built (:meth:`_connect`): the synchronous one now, an asyncio one per
+        #: event loop on the system clock.
+        self._connect_options: dict[str, Any] = {
+            "url": url,
+            "host": host,
+            "port": port,
+            "db": db,
+            "password": password,
+            "timeout": float(socket_timeout),
+            "nodes": startup,
+            "cluster": clustered,
         }
+        self._async_clients: dict[asyncio.AbstractEventLoop, AsyncRedis] = {}
+        self._errors: tuple[type[Exception], ...] = (redis.RedisError, redis.exceptions.RedisClusterException)
+        self._no_script: type[Exception] = redis.exceptions.NoScriptError
+        self._redis = redis
+        #: Texts never shown in a message: the password (and the URL it came in).
+        self._secrets = tuple(t for t in (password, url) if isinstance(t, str) and t)
         if url is not None:
             try:
-                self.client: Redis = redis.Redis.from_url(url, **options)
+                kw = redis.connection.parse_url(url)  # type: ignore[no-untyped-call]
             except ValueError as exc:
                 raise ConfigError(
                     f"{where}.url", redact_url(url), f"a valid Redis URL ({_scrub(str(exc), url)})"
                 ) from None
+            self._secrets += tuple(t for t in [kw.get("password")] if isinstance(t, str) and t)
         else:
-            self.client = redis.Redis(host=host, port=port, db=db, password=password, **options)
-        self._errors: tuple[type[Exception], ...] = (redis.RedisError,)
-        self._no_script: type[Exception] = redis.exceptions.NoScriptError
-        self._redis = redis
-        kw = self.client.connection_pool.connection_kwargs
-        #: Texts never shown in a message: the password (and the URL it came in).
-        self._secrets = tuple(t for t in (kw.get("password"), password, url) if isinstance(t, str) and t)
+            kw = {}
         where_at = kw.get("path") or f"{kw.get('host', host)}:{kw.get('port', port)}"
-        #: The server, as ``host:port/db`` (or ``socket-path/db``).
+        #: The server, as ``host:port/db`` (or ``socket-path/db``); for a Redis Cluster,
+        #: ``cluster host:port,...`` (the nodes it was given).
         self.address = f"{where_at}/{kw.get('db', db)}"
+        if clustered:
+            self.address = "cluster " + (",".join(f"{h}:{p}" for h, p in startup) if startup else where_at)
+        try:
+            self.client: Redis = self._connect(asynchronous=False)
+        except ValueError as exc:
+            raise ConfigError(
+                f"{where}.url", redact_url(url), f"a valid Redis URL ({_scrub(str(exc), *self._secrets)})"
+            ) from None
+        except self._errors as exc:  # a cluster client asks the nodes for the slots at once
+            raise self._storage_error(exc, None) from None
 
-        def register(body: str) -> Script:  # EVALSHA; redis-py loads it again after NOSCRIPT
-            return self.client.register_script(PRELUDE + body)
-
-        self._push, self._reserve, self._ack = register(PUSH), register(RESERVE), register(ACK)
-        self._push_ids = register(PUSH_IDS)
-        self._release, self._bury, self._reclaim = register(RELEASE), register(BURY), register(RECLAIM)
-        self._clear, self._dead = register(CLEAR), register(DEAD_LIST)
-        self._requeue, self._purge = register(REQUEUE), register(PURGE)
-        self._counts, self._next_at = register(COUNTS), register(NEXT_AT)
-        self._list, self._cancel = register(LIST), register(CANCEL)
+        scripts = {name: self.client.register_script(text) for name, text in load_scripts().items()}
+        self._push, self._reserve, self._ack = scripts["push"], scripts["reserve"], scripts["ack"]
+        self._release, self._bury, self._reclaim = scripts["release"], scripts["bury"], scripts["reclaim"]
+        self._clear, self._dead = scripts["clear"], scripts["dead_list"]
+        self._requeue, self._purge = scripts["requeue"], scripts["purge"]
+        self._counts, self._next_at = scripts["counts"], scripts["next_at"]
+        self._list, self._cancel = scripts["list"], scripts["cancel"]
+        self._push_ids = scripts["push_ids"]
         self._heads: dict[tuple[Any, ...], str] = {}
         self._foreign = 0
 
@@ -867,6 +290,15 @@ class RedisStorageDriver(BaseQueueDriver):
             message = f"{server} refuses this user the driver's commands: {text}. Grant them (ACL SETUSER)."
         elif isinstance(exc, errors.ReadOnlyError):
             message = f"{server} is a read-only replica: {text}. Point the driver at the primary."
+        elif isinstance(
+            exc,
+            (errors.ClusterError, errors.MasterDownError, errors.TryAgainError, errors.RedisClusterException),
+        ):
+            message = (
+                f"{server} cannot serve the queue's slot (keys {self.prefix}*) right now: "
+                f"{type(exc).__name__}: {text}. A failover may be under way: workers try again on "
+                "their own, a dispatch can be tried again in a moment. Check CLUSTER INFO if it lasts."
+            )
         elif isinstance(exc, errors.OutOfMemoryError):
             message = f"{server} is out of memory: {text}. Free memory or raise maxmemory."
 
@@ -882,11 +314,102 @@ class RedisStorageDriver(BaseQueueDriver):
             message = f"{server} (queue keys {self.prefix}*) cannot be used: {type(exc).__name__}: {text}."
         return StorageError(message)
 
-    def _script(self, script: Script, *args: str | int) -> Any:
-        return self._io(lambda: script(keys=self._keys, args=args))
+    # Two ways to make a round trip, one set of scripts and replies. On the system clock, through
+    # redis-py's asyncio client (one per event loop): the call is awaited, so the round trips of
+    # concurrent dispatches and of a worker's slots overlap. On any other clock (a Simulation's),
+    # through the synchronous client: the round trip holds the whole loop, so virtual time stands
+    # still while it is in flight and nothing else runs in between; that is what keeps a
+    # simulation's history the same, row for row, on every run. (Awaiting there, even with the
+    # virtual loop's I/O hold, would let other tasks of the same instant run for as many loop
+    # iterations as the reply takes in real time: their order would depend on the machine.)
+    def _overlaps(self) -> bool:
+        """True if this call is made through the asyncio client (the system clock)."""
+        return type(self.clock) is SystemClock
 
-    def _first_score(self, key: str) -> float | None:
-        first = self._io(lambda: self.client.zrange(key, 0, 0, withscores=True), key)
+    @property
+    def acks_with_next_reserve(self) -> bool:
+        """A worker taking jobs one by one sends a finished job's ack with its next reserve (one
+        round trip per job), on the system clock; under a Simulation it acks at once, as before."""
+        return self._overlaps()
+
+    def _async_client(self) -> AsyncRedis:
+        """This event loop's asyncio client (a client's connections belong to one loop)."""
+        loop = asyncio.get_running_loop()
+        client = self._async_clients.get(loop)
+        if client is None:
+            for other in [old for old in self._async_clients if old.is_closed()]:
+                del self._async_clients[other]  # its loop is gone, and its sockets with it
+            client = self._async_clients[loop] = self._connect(asynchronous=True)
+        return client
+
+    def _connect(self, *, asynchronous: bool) -> Any:
+        """A client, synchronous or asyncio, for one server or a Redis Cluster. No automatic
+        retry: a script whose reply was lost may have run, and running a dispatch twice would
+        store the job twice. A failed call raises StorageError; the worker backs off and calls
+        again, and the client reconnects on that next call (a server restart included). A
+        cluster client still follows the cluster's redirections (MOVED, ASK: the script did not
+        run) and learns the new primary after a failover."""
+        import redis.asyncio
+        import redis.asyncio.cluster
+        import redis.asyncio.retry
+        import redis.cluster
+        import redis.retry
+        from redis.backoff import NoBackoff
+
+        o = self._connect_options
+        retry = (redis.asyncio.retry.Retry if asynchronous else redis.retry.Retry)(NoBackoff(), 0)
+        common = {"socket_timeout": o["timeout"], "socket_connect_timeout": o["timeout"], "retry": retry}
+        if o["cluster"]:
+            cluster: Any = redis.asyncio.cluster if asynchronous else redis.cluster
+            if o["nodes"]:
+                startup = [cluster.ClusterNode(h, p) for h, p in o["nodes"]]
+                return cluster.RedisCluster(startup_nodes=startup, password=o["password"], **common)
+            if o["url"] is not None:
+                return cluster.RedisCluster.from_url(o["url"], **common)
+            return cluster.RedisCluster(host=o["host"], port=o["port"], password=o["password"], **common)
+        single: Any = redis.asyncio.Redis if asynchronous else redis.Redis
+        if o["url"] is not None:
+            return single.from_url(o["url"], **common)
+        return single(host=o["host"], port=o["port"], db=o["db"], password=o["password"], **common)
+
+    async def _script(self, script: Script, *args: str | int, keys: Sequence[str] = ()) -> Any:
+        """One script call by EVALSHA (loaded first if the server does not have it): one round trip.
+        ``keys``: the keys the call can name besides the fixed ones (see :mod:`.rediskeys`)."""
+        keys = [*self._keys, *keys]
+        if not self._overlaps():
+            return self._io(lambda: script(keys=keys, args=args))
+        client = self._async_client()
+        try:
+            try:
+                return await client.evalsha(script.sha, len(keys), *keys, *args)
+            except self._no_script:
+                await client.script_load(script.script)
+                return await client.evalsha(script.sha, len(keys), *keys, *args)
+        except self._errors as exc:
+            raise await self._failed(exc, None) from None
+
+    async def _failed(self, exc: Exception, key: str | None) -> StorageError:
+        """:meth:`_storage_error` for a call of the asyncio client. On a Redis Cluster whose node
+        could not be reached (it died, a failover is under way) this loop's client is dropped: the
+        next call makes a new one, which asks the nodes it was given where the slots are now."""
+        errors = self._redis.exceptions
+        lost: tuple[type[Exception], ...] = (errors.ConnectionError, errors.TimeoutError)
+        lost += (errors.ClusterError, errors.RedisClusterException)
+        if self._connect_options["cluster"] and isinstance(exc, lost):
+            client = self._async_clients.pop(asyncio.get_running_loop(), None)
+            if client is not None:
+                with contextlib.suppress(Exception):  # its connections are broken already
+                    await client.aclose()
+        return self._storage_error(exc, key)
+
+    async def _first_score(self, key: str) -> float | None:
+        if self._overlaps():
+            try:
+                first = await self._async_client().zrange(key, 0, 0, withscores=True)
+            except self._errors as exc:
+                raise await self._failed(exc, key) from None
+        else:
+            first = self._io(lambda: self.client.zrange(key, 0, 0, withscores=True), key)
         return float(first[0][1]) if first else None
 
     def _noted(self, notes: Sequence[bytes]) -> None:
@@ -941,7 +464,8 @@ class RedisStorageDriver(BaseQueueDriver):
                 )
             args.append(head + tail + payload)  # the body: a JSON header line, the payload's JSON
         args[count_at] = count
-        first = int(self._dispatch_io(lambda: self._push(keys=self._keys, args=args), None, len(records)))
+        queues = queue_keys(self.prefix, (r.queue for r in records))
+        first = int(await self._dispatch_script(self._push, args, queues, None, len(records)))
         for offset, record in enumerate(records):
             record.seq = first + offset
             record.id = str(record.seq)  # unique across processes, and the same in every rerun
@@ -960,15 +484,31 @@ class RedisStorageDriver(BaseQueueDriver):
             body = f"{head},{record.created_at!r},{record.available_at!r}]\n{payload}"
             args += (record.queue, repr(record.available_at), record.id, mark, body)
         ids = [record.id for record in records]
-        replies = self._dispatch_io(lambda: self._push_ids(keys=self._keys, args=args), ids, len(ids))
+        queues = queue_keys(self.prefix, (r.queue for r in records))
+        replies = await self._dispatch_script(self._push_ids, args, queues, ids, len(ids))
         return [None if reply is None else reply.decode() for reply in replies]
 
-    def _dispatch_io(self, call: Callable[[], Any], ids: list[str] | None, count: int) -> Any:
-        """A dispatch's round trip: as :meth:`_io`, but a connection lost after the command was
-        sent (a reply that never came) is DispatchOutcomeUnknown: the jobs may be stored."""
+    async def _dispatch_script(
+        self,
+        script: Script,
+        args: Sequence[str | int],
+        keys: Sequence[str],
+        ids: list[str] | None,
+        count: int,
+    ) -> Any:
+        """A dispatch's script call: as :meth:`_script`, but a connection lost after the command
+        was sent (a reply that never came) is DispatchOutcomeUnknown: the jobs may be stored."""
         errors = self._redis.exceptions
+        all_keys = [*self._keys, *keys]
         try:
-            return call()
+            if not self._overlaps():
+                return script(keys=all_keys, args=args)
+            client = self._async_client()
+            try:
+                return await client.evalsha(script.sha, len(all_keys), *all_keys, *args)
+            except self._no_script:
+                await client.script_load(script.script)
+                return await client.evalsha(script.sha, len(all_keys), *all_keys, *args)
         except (errors.ConnectionError, errors.TimeoutError) as exc:
             text = str(exc)
             refused = (
@@ -983,7 +523,9 @@ class RedisStorageDriver(BaseQueueDriver):
             cause = f"Redis server {self.address}: {type(exc).__name__}: {_scrub(text, *self._secrets)}"
             raise DispatchOutcomeUnknown(ids, count, cause) from None
         except self._errors as exc:
-            raise self._storage_error(exc, None) from None
+            raise (
+                await self._failed(exc, None) if self._overlaps() else self._storage_error(exc, None)
+            ) from None
 
     def _head(self, key: tuple[Any, ...]) -> str:
         """The body's header up to its two times: ``[timeout,queue,type,display_name,max_retries``."""
@@ -998,7 +540,9 @@ class RedisStorageDriver(BaseQueueDriver):
         if queues is not None and not queues:
             return None
         lease = repr(self.lease_seconds)
-        return self._taken(self._script(self._reserve, repr(now), lease, _opt(worker), *(queues or ())))
+        keys = queue_keys(self.prefix, queues or ())
+        reply = await self._script(self._reserve, repr(now), lease, _opt(worker), *(queues or ()), keys=keys)
+        return self._taken(reply)
 
     async def take_records(
         self,
@@ -1015,10 +559,10 @@ class RedisStorageDriver(BaseQueueDriver):
             limit = 0  # no queue to take from (the script reads no queue names as "all queues")
         reserve_args = [repr(now), repr(self.lease_seconds), _opt(worker), *(queues or ())]
 
-        calls: list[tuple[Script, list[Any]]] = [(self._ack, [r.id, r.attempts]) for r in acks]
+        calls: list[_Call] = [(self._ack, [r.id, r.attempts], job_keys(self.prefix, r.id)) for r in acks]
         calls.append((self._reclaim, [repr(now), LEASE_EXPIRED_ERROR]))
-        calls += [(self._reserve, reserve_args)] * limit
-        replies = self._pipelined(calls)
+        calls += [(self._reserve, reserve_args, queue_keys(self.prefix, queues or ()))] * limit
+        replies = await self._pipelined(calls)
         acked: list[bool | None] = [bool(reply) for reply in replies[: len(acks)]]
         reclaimed = self._reclaimed(replies[len(acks)])
         taken = [r for r in map(self._taken, replies[len(acks) + 1 :]) if r is not None]
@@ -1028,55 +572,74 @@ class RedisStorageDriver(BaseQueueDriver):
         """The ack scripts of several jobs in one pipeline: one round trip."""
         if len(records) == 1:
             return [await self.ack_record(records[0])]
-        replies = self._pipelined([(self._ack, [r.id, r.attempts]) for r in records])
+        replies = await self._pipelined(
+            [(self._ack, [r.id, r.attempts], job_keys(self.prefix, r.id)) for r in records]
+        )
         return [bool(reply) for reply in replies]
 
-    def _pipelined(self, calls: Sequence[tuple[Script, list[Any]]]) -> list[Any]:
+    async def _pipelined(self, calls: Sequence[_Call]) -> list[Any]:
         """Script calls by EVALSHA in one pipeline: one round trip, each script atomic, in order.
-        (redis-py's own script pipelining first asks SCRIPT EXISTS: a second round trip.) After a
-        server restart or SCRIPT FLUSH the server answers NOSCRIPT from that point on: the
-        scripts are loaded and the calls that were refused run again, in order, so each call
-        runs exactly once."""
+        (redis-py's own script pipelining first asks SCRIPT EXISTS: a second round trip.) A call
+        the server refuses with NOSCRIPT (after a restart or SCRIPT FLUSH, or a script this server
+        has not run yet) did not run, while the calls after it did: the refused scripts are
+        loaded and only the refused calls run again, in their order, so each call runs exactly
+        once and every reply is kept. A call is (script, args) or (script, args, keys besides the
+        fixed ones)."""
+        fixed = self._keys
+        overlaps = self._overlaps()
+        client: Any = self._async_client() if overlaps else self.client
 
-        keys = self._keys
+        async def send(pending: list[_Call]) -> list[Any]:
+            pipe = client.pipeline(transaction=False)
+            for script, args, *more in pending:
+                keys = [*fixed, *more[0]] if more else fixed
+                pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)  # (cluster too)
+            if overlaps:
+                return list(await pipe.execute(raise_on_error=False))
+            return list(self._io(lambda: pipe.execute(raise_on_error=False)))
 
-        def run() -> list[Any]:
-            replies: list[Any] = []
-            pending = list(calls)
-            while pending:
-                pipe = self.client.pipeline(transaction=False)
-                for script, args in pending:
-                    pipe.evalsha(script.sha, len(keys), *keys, *args)
-                answers = pipe.execute(raise_on_error=False)
-                refused = next((n for n, a in enumerate(answers) if isinstance(a, self._no_script)), None)
-                done = answers if refused is None else answers[:refused]
-                for answer in done:
-                    if isinstance(answer, Exception):
+        async def load(script: Script) -> None:
+            if overlaps:
+                await client.script_load(script.script)
+            else:
+                self._io(lambda: client.script_load(script.script))
+
+        replies: list[Any] = [None] * len(calls)
+        todo = list(range(len(calls)))
+        try:
+            while todo:
+                answers = await send([calls[i] for i in todo])
+                refused = [
+                    i for i, answer in zip(todo, answers, strict=True) if isinstance(answer, self._no_script)
+                ]
+                for i, answer in zip(todo, answers, strict=True):
+                    if isinstance(answer, Exception) and i not in refused:
                         raise answer
-                replies += done
-                if refused is None:
-                    break
-                pending = pending[refused:]
-                for script in {id(script): script for script, _ in pending}.values():
-                    self.client.script_load(script.script)
-            return replies
-
-        return list(self._io(run))
+                    replies[i] = answer
+                todo = refused
+                for script in {id(calls[i][0]): calls[i][0] for i in refused}.values():
+                    await load(script)
+        except self._errors as exc:
+            raise await self._failed(exc, None) from None
+        return replies
 
     # A settle (ack, release, bury) only touches the reservation it was given: if the lease ran
     # out and another worker took the job since (attempts moved on), it is a no-op.
     async def ack_record(self, record: JobRecord) -> bool:
-        return bool(self._script(self._ack, record.id, record.attempts))
+        return bool(
+            await self._script(self._ack, record.id, record.attempts, keys=job_keys(self.prefix, record.id))
+        )
 
     async def release_record(self, record: JobRecord) -> bool:
         seq = int(
-            self._script(
+            await self._script(
                 self._release,
                 record.id,
                 record.attempts,
                 repr(record.available_at),
                 _opt(record.last_error),
                 _opt(record.error_type),
+                keys=[*job_keys(self.prefix, record.id), *queue_keys(self.prefix, [record.queue])],
             )
         )
         if seq:
@@ -1085,50 +648,55 @@ class RedisStorageDriver(BaseQueueDriver):
 
     async def bury_record(self, record: JobRecord) -> bool:
         seq = int(
-            self._script(
+            await self._script(
                 self._bury,
                 record.id,
                 record.attempts,
                 _opt(record.last_error),
                 _opt(record.error_type),
                 _opt(record.failed_at),
+                keys=job_keys(self.prefix, record.id),
             )
         )
         if seq:
             record.seq = seq  # dead letters are listed in the order they died
         return seq != 0
 
-    def lease_may_have_ended(self, now: float) -> bool:
-        earliest = self._first_score(self._keys[2])
-        return earliest is not None and earliest <= now
+    def lease_may_have_ended(self, now: float) -> bool:  # not async: asks the server synchronously
+        key = self._keys[2]
+        first = self._io(lambda: self.client.zrange(key, 0, 0, withscores=True), key)
+        return bool(first) and float(first[0][1]) <= now
 
     async def reclaim_expired(self, now: float) -> list[JobRecord]:
-        return self._reclaimed(self._script(self._reclaim, repr(now), LEASE_EXPIRED_ERROR))
+        return self._reclaimed(await self._script(self._reclaim, repr(now), LEASE_EXPIRED_ERROR))
 
     async def counts(self, now: float) -> QueueCounts:
-        ready, waiting, held, foreign = self._script(self._counts, repr(now))  # one consistent view
+        ready, waiting, held, foreign = await self._script(self._counts, repr(now))  # one consistent view
         self._foreign = int(foreign)
         return QueueCounts(int(ready), int(waiting) - int(ready), int(held))
 
     async def next_available_at(self, queues: Sequence[str] | None) -> float | None:
         if queues is not None and not queues:
             return None
-        earliest = self._script(self._next_at, *(queues or ()))
+        earliest = await self._script(
+            self._next_at, *(queues or ()), keys=queue_keys(self.prefix, queues or ())
+        )
         return None if earliest is None else float(earliest)
 
     async def next_lease_expiry(self) -> float | None:
-        return self._first_score(self._keys[2])
+        return await self._first_score(self._keys[2])
 
     async def clear_records(self) -> int:
-        return int(self._script(self._clear))
+        return int(await self._script(self._clear))
 
     async def dead_records(self, limit: int | None = None) -> list[JobRecord]:
         if limit is not None and limit <= 0:
             return []
-        return [_record(fields) for fields in self._script(self._dead, -1 if limit is None else limit - 1)]
+        last = -1 if limit is None else limit - 1
+        return [_record(fields) for fields in await self._script(self._dead, last)]
 
     async def list_records(self, state: str, now: float, limit: int | None = None) -> list[JobRecord]:
-        records = [_record(fields) for fields in self._script(self._list, repr(now), state)]
+        records = [_record(fields) for fields in await self._script(self._list, repr(now), state)]
         if state == "reserved":
             records.sort(key=lambda r: (r.reserved_until or 0.0, r.seq))
         else:
@@ -1136,51 +704,54 @@ class RedisStorageDriver(BaseQueueDriver):
         return records if limit is None else records[:limit]
 
     async def get_record(self, job_id: str) -> JobRecord | None:
-        body, fields = self._read_job(job_id)
+        body, fields = await self._read_job(job_id)
         if body is None and (fields is None or all(f is None for f in fields)):
             return None
         return _record([job_id.encode(), body, *(fields or [None] * len(FIELDS))])
 
     async def cancel_record(self, job_id: str) -> JobRecord | None:
-        fields = self._script(self._cancel, job_id)
+        fields = await self._script(self._cancel, job_id, keys=job_keys(self.prefix, job_id))
         return _record(fields) if fields else None
 
-    def _read_job(self, job_id: str) -> tuple[Any, list[Any] | None]:
-        """A job's body and state fields in one round trip (None for a key that holds another
-        type: read as absent)."""
-
-        def read() -> list[Any]:
-            pipe = self.client.pipeline(transaction=True)
-            pipe.get(f"{self.prefix}job:{job_id}")
-            pipe.hmget(f"{self.prefix}state:{job_id}", list(FIELDS))
-            return list(pipe.execute(raise_on_error=False))
-
-        body, fields = self._io(read)
+    async def _read_job(self, job_id: str) -> tuple[Any, list[Any] | None]:
+        """A job's body and state fields in one round trip, one consistent view (None for a key
+        that holds another type: read as absent)."""
+        overlaps = self._overlaps()
+        job, state = job_keys(self.prefix, job_id)
+        pipe: Any = (self._async_client() if overlaps else self.client).pipeline(transaction=True)
+        pipe.get(job)
+        pipe.hmget(state, list(FIELDS))
+        if overlaps:
+            try:
+                body, fields = await pipe.execute(raise_on_error=False)
+            except self._errors as exc:
+                raise await self._failed(exc, None) from None
+        else:
+            body, fields = self._io(lambda: pipe.execute(raise_on_error=False))
         return (None if isinstance(body, Exception) else body), (
             None if isinstance(fields, Exception) else fields
         )
 
     async def get_dead_record(self, job_id: str) -> JobRecord | None:
-        def read() -> list[Any]:
-            pipe = self.client.pipeline(transaction=True)  # one round trip, one consistent view
-            pipe.get(f"{self.prefix}job:{job_id}")
-            pipe.hmget(f"{self.prefix}state:{job_id}", list(FIELDS))
-            return list(pipe.execute(raise_on_error=False))
-
-        body, fields = self._io(read)
-        if isinstance(body, Exception):  # a key of the job that holds another type: read as absent
-            body = None
-        if isinstance(fields, Exception):
+        body, fields = await self._read_job(job_id)
+        if fields is None:
             return None
         return _record([job_id.encode(), body, *fields]) if fields[3] == b"dead" else None
 
     async def requeue_dead_records(self, job_ids: Sequence[str] | None, now: float) -> list[JobRecord]:
         ids = ["*"] if job_ids is None else ["", *dict.fromkeys(job_ids)]
-        return [_record(fields) for fields in self._script(self._requeue, repr(now), *ids)]
+        keys = self._dead_keys(ids)
+        return [_record(fields) for fields in await self._script(self._requeue, repr(now), *ids, keys=keys)]
 
     async def purge_dead_records(self, job_ids: Sequence[str] | None) -> list[JobRecord]:
         ids = ["*"] if job_ids is None else ["", *dict.fromkeys(job_ids)]
-        return [_record(fields) for fields in self._script(self._purge, "", *ids)]
+        return [
+            _record(fields) for fields in await self._script(self._purge, "", *ids, keys=self._dead_keys(ids))
+        ]
+
+    def _dead_keys(self, ids: list[str]) -> list[str]:
+        """The keys of the dead letters named (none when all are meant: found by the script)."""
+        return [key for job_id in ids[1:] for key in job_keys(self.prefix, job_id)]
 
     async def storage_info(self) -> dict[str, Any]:
         """The server, the key prefix, and how many entries the driver did not write were taken
@@ -1189,6 +760,11 @@ class RedisStorageDriver(BaseQueueDriver):
 
     async def close(self) -> None:
         self.client.close()
+        clients, self._async_clients = self._async_clients, {}
+        for loop, client in clients.items():
+            if loop is asyncio.get_running_loop():
+                await client.aclose()
+            # (a client of another loop is dropped: its connections belong to that loop)
 
     def __repr__(self) -> str:
         return f"RedisStorageDriver(name={self.name!r}, server={self.address!r}, prefix={self.prefix!r})"
@@ -1200,6 +776,19 @@ def _opt(value: object) -> str:
     if value is None:
         return ""
     return "=" + (repr(value) if isinstance(value, float) else str(value))
+
+
+def _nodes(nodes: object) -> list[tuple[str, int]] | None:
+    """``["host:port", ...]`` as (host, port) pairs; None if that is not what ``nodes`` is."""
+    if not isinstance(nodes, (list, tuple)) or not nodes:
+        return None
+    pairs = []
+    for node in nodes:
+        host, _, port = node.rpartition(":") if isinstance(node, str) else ("", "", "")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            return None
+        pairs.append((host, int(port)))
+    return pairs
 
 
 def _payload_text(record: JobRecord) -> str:
@@ -1263,6 +852,9 @@ def _int(text: str | None, default: int) -> int:
         return default
 
 
+#: A script call in a pipeline: the script, its ARGV, and (optionally) the keys it can name
+#: besides the fixed ones.
+_Call = tuple["Script", list[Any]] | tuple["Script", list[Any], Sequence[str]]
 _STATUSES = {status.value: status for status in JobStatus}
 #: How many values a script returns per job: its id, its body, then its state fields.
 RECORD_FIELDS = 2 + len(FIELDS)
