@@ -12,7 +12,8 @@ A second run under ``tracemalloc`` measures memory: bytes per stored event (trac
 log, minus without it once cleared, over the number of events: what the log alone keeps alive),
 the frames' own size (``memory_usage(deep=True)``) and the traced peak while building them. The
 1,000,000-job figure is extrapolated linearly from those (each is proportional to the events).
-Prints a human summary and one JSON line.
+Prints a human summary and one JSON line; ``--write`` also saves it in
+``bench/results/lab_frames.json``. The real memory of a 1,000,000-job run: ``bench/lab_memory.py``.
 """
 
 from __future__ import annotations
@@ -20,10 +21,14 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import os
 import platform
+import subprocess
+import sys
 import time
 import tracemalloc
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from khadem_lab.lab import frames
@@ -33,9 +38,9 @@ FRAMES = ("events", "attempts", "jobs", "depth", "metrics")
 HOURS = 10
 
 
-def scenario(jobs: int) -> Scenario:
+def scenario(jobs: int, hours: float = HOURS) -> Scenario:
     return Scenario(
-        arrivals=[Poisson(per_minute=jobs / (HOURS * 60))],
+        arrivals=[Poisson(per_minute=jobs / (hours * 60))],
         job_types=[JobType("Work", service=ExponentialTime(5.0)), JobType("Mail", 2, ExponentialTime(1.0))],
         failures=[Flaky(0.05)],
         workers=4,
@@ -74,7 +79,6 @@ def memory(jobs: int) -> dict[str, Any]:
     peak_building = tracemalloc.get_traced_memory()[1] - with_log
     frame_bytes = sum(int(f.memory_usage(deep=True).sum()) for f in built.values())
     del built
-    frames._last[:] = [None, None]  # the frames' cache of the log's columns
     result.log.clear()
     gc.collect()
     without_log = tracemalloc.get_traced_memory()[0]
@@ -98,8 +102,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=raw)
     parser.add_argument("--jobs", type=int, default=100_000)
     parser.add_argument("--no-memory", action="store_true", help="skip the tracemalloc run")
+    parser.add_argument("--write", action="store_true", help="save bench/results/lab_frames.json")
     args = parser.parse_args()
-    report: dict[str, Any] = {"bench": "lab_frames", "python": platform.python_version()}
+    report: dict[str, Any] = {
+        "bench": "lab_frames",
+        "python": platform.python_version(),
+        "when": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "git": subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
+        ).stdout.strip(),
+        "command": "python " + " ".join(["bench/lab_frames.py", *sys.argv[1:]]),
+        "load_average_before": [round(x, 2) for x in os.getloadavg()],
+    }
     report.update(timings(args.jobs))
     if not args.no_memory:
         report.update(memory(args.jobs))
@@ -119,7 +133,11 @@ def main() -> None:
             f"1,000,000 jobs: log ~{report['extrapolated_1m_jobs_log_mb']} MB, "
             f"log + frames peak ~{report['extrapolated_1m_jobs_log_plus_frames_peak_mb']} MB (extrapolated)"
         )
+    report["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
     print(json.dumps(report))
+    if args.write:
+        out = Path(__file__).parent / "results" / "lab_frames.json"
+        out.write_text(json.dumps(report, indent=1) + "\n")
 
 
 if __name__ == "__main__":

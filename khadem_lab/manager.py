@@ -334,12 +334,14 @@ class QueueManager:
 
         (Like every manager call, it is awaited: ``await qm.dispatch(job)``; without the ``await``
         nothing is queued, and a warning says so.)"""
-        return ManagerCall(
-            self.get_driver(driver).push(job, delay, at=at, queue=queue, job_id=job_id),
-            "QueueManager.dispatch",
-            job,
-            self,
-        )
+        target = self._drivers.get(self._default) if driver is None else None  # type: ignore[arg-type]
+        if target is None:
+            target = self.get_driver(driver)
+        if job_id is None:
+            pushed = target.push(job, delay, at=at, queue=queue)
+        else:
+            pushed = target.push(job, delay, at=at, queue=queue, job_id=job_id)
+        return ManagerCall(pushed, "QueueManager.dispatch", job, self)
 
     def dispatch_batch(
         self,

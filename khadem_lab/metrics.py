@@ -42,24 +42,32 @@ class QueueMetrics:
         self.max_duration = 0.0
 
     def __call__(self, event: QueueEvent) -> None:
-        kind = event.kind
+        self.tally_event(event.kind, event.job_type, event.duration)
+
+    def tally_event(self, kind: EventKind, job_type: str, duration: float | None) -> None:
+        """Count one event from the three things the counters read of it. (A driver whose only
+        subscribers of a kind are counters calls this without building the event: see
+        :attr:`EventBus.tallies <khadem_lab.events.EventBus.tallies>`.)"""
         if kind is _DISPATCHED:  # the hot kinds first, from module constants (no enum lookups)
             self.jobs_queued += 1
-            self.jobs_by_type[event.job_type] += 1
+            self.jobs_by_type[job_type] += 1
         elif kind is _STARTED:
             self.jobs_started += 1
         elif kind is _COMPLETED:
             self.jobs_completed += 1
-            self.completed_by_type[event.job_type] += 1
-            self._add_duration(event.duration)
+            self.completed_by_type[job_type] += 1
+            if duration is not None:  # _add_duration, inlined for the hot kind
+                self.total_duration += duration
+                if duration > self.max_duration:
+                    self.max_duration = duration
         elif kind is EventKind.FAILED:
             self.attempts_failed += 1
-            self._add_duration(event.duration)
+            self._add_duration(duration)
         elif kind is EventKind.RETRY_SCHEDULED:
             self.jobs_retried += 1
         elif kind is EventKind.DEAD_LETTERED or kind is EventKind.DISCARDED:
             self.jobs_failed += 1
-            self.failed_by_type[event.job_type] += 1
+            self.failed_by_type[job_type] += 1
             if kind is EventKind.DEAD_LETTERED:
                 self.jobs_dead_lettered += 1
         elif kind is EventKind.LEASE_EXPIRED:

@@ -17,7 +17,9 @@ import asyncio
 import contextlib
 import contextvars
 import heapq
+import itertools
 import math
+from asyncio import format_helpers
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -43,6 +45,19 @@ _heappush = heapq.heappush
 _heappop = heapq.heappop
 # The timer callback of every asyncio.sleep(delay > 0): set the sleeper's future, unless cancelled.
 _wake_sleeper = asyncio.futures._set_result_unless_cancelled  # type: ignore[attr-defined]
+
+
+def _callback_failed(handle: Any, exc: BaseException) -> None:
+    """What ``Handle._run`` does when its callback raises: hand it to the loop's exception handler."""
+    callback = format_helpers._format_callback_source(handle._callback, handle._args)
+    context: dict[str, Any] = {
+        "message": f"Exception in callback {callback}",
+        "exception": exc,
+        "handle": handle,
+    }
+    if handle._source_traceback:
+        context["source_traceback"] = handle._source_traceback
+    handle._loop.call_exception_handler(context)
 
 
 class _Timer(asyncio.TimerHandle):
@@ -109,6 +124,12 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
         self._idle_timers: set[asyncio.TimerHandle] = set()
         #: Set (by the watchdog, or Ctrl-C) when the loop must stop before its horizon.
         self.stall: Stall | None = None
+
+    def set_debug(self, enabled: bool) -> None:
+        super().set_debug(enabled)
+        # The C Future asks get_debug() each time one is made (every asyncio.sleep, every idle
+        # wait): answered by a C callable, without a Python frame.
+        self.get_debug = itertools.repeat(enabled).__next__  # type: ignore[method-assign]
 
     # -- time -------------------------------------------------------------------------------
     def time(self) -> float:
@@ -262,13 +283,20 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
                     continue
                 # An asyncio.sleep is over. bench/mmc.py, loop-thread CPU for 100k customers:
                 # 2.26 -> 2.10 s (bench/README.md, M/M/c).
-                if handle._callback is _wake_sleeper:
+                callback = handle._callback
+                if callback is _wake_sleeper:
                     future = handle._args[0]
                     if not future.done():  # _set_result_unless_cancelled, without its two frames
                         future.set_result(handle._args[1])
                         continue
-                handle._run()
-            handle = None  # no reference kept (asyncio's note: it breaks cycles after an error)
+                # Handle._run, inlined (one Python frame less per callback).
+                try:
+                    handle._context.run(callback, *handle._args)
+                except (SystemExit, KeyboardInterrupt):
+                    raise
+                except BaseException as exc:
+                    _callback_failed(handle, exc)
+            handle = callback = None  # no reference kept (asyncio's note: it breaks cycles after an error)
             if self._stopping:
                 return
 
@@ -370,6 +398,11 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
         move. A task spinning outside any job is cancelled once it is seen ready twice."""
         stall = self.stall
         assert stall is not None
+        if stall.kind == "spin" and timeout != 0 and not stall.stopped:
+            # Judged spinning, but nothing is ready now: the loop waits, so nothing spins (finite
+            # work at one instant that a loaded machine made slow). Not a stall after all.
+            self.stall = None
+            return False
         if stall.kind == "interrupt" or timeout != 0:
             stall.at = self._vnow  # where it stops (Ctrl-C comes from another thread, a bit earlier)
             self.stop()

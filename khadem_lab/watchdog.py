@@ -57,6 +57,7 @@ _STDLIB_DIR = os.path.dirname(os.__file__)  # asyncio, weakref, threading, ...
 #: The one frame of this package that Preempted may unwind through: the run path turns it into a
 #: failed attempt. Any other frame of ours in the way means "not now" (it could be half done).
 _RUN_PATH = ("execution.py", "execute")
+_LOOP_STEP = ("vloop.py", "_run_once")  # where VirtualTimeLoop runs each callback (a task's step)
 
 
 class Attempt(Protocol):
@@ -330,7 +331,9 @@ def _preemptible(frame: types.FrameType) -> bool:
     while outer is not None:
         code = outer.f_code
         if code.co_filename.startswith(_PACKAGE_DIR):
-            return (os.path.basename(code.co_filename), code.co_name) == _RUN_PATH
+            place = (os.path.basename(code.co_filename), code.co_name)
+            # The virtual loop runs a task's step itself (Handle._run inlined): as below.
+            return place in (_RUN_PATH, _LOOP_STEP)
         if code.co_name == "_run" and code.co_filename.endswith("events.py"):  # the task's step
             return True
         outer = outer.f_back

@@ -301,3 +301,75 @@ def test_event_log_maxlen_keeps_the_latest_in_constant_time(history: tuple[Event
     assert len(bounded) == 0 and bounded.maxlen == 5
     with pytest.raises(ValueError):
         EventLog(maxlen=-1)
+
+
+@pytest.mark.filterwarnings("ignore:'str' is not supported as a fill value")  # pandas on float columns
+def test_fillna_blank_works_on_the_whole_frame(history: tuple[EventLog, Any]) -> None:
+    # Given the events of a run (a dispatched event has no worker and no error)
+    log = history[0]
+    events = frames.events(log)
+    assert pd.isna(events["worker"].iloc[0]) and pd.isna(events["error"].iloc[0])
+    # When the missing values are blanked for display, on the whole frame
+    blank = events.fillna("")
+    # Then the categorical worker column is blanked too, the other workers kept, still categorical
+    assert blank["worker"].iloc[0] == "" and blank["error"].iloc[0] == ""
+    assert blank["worker"].dtype.name == "category"
+    assert blank["worker"].tolist() == [w if isinstance(w, str) else "" for w in events["worker"]]
+    assert events["worker"].value_counts().loc[""] == 0  # "" is a category, but no value
+    # the same on a bounded log, whose attempts may have lost the event naming their worker
+    bounded = EventLog(maxlen=4)
+    bounded.extend(log)
+    attempts = frames.attempts(bounded)
+    assert attempts["worker"].isna().any()
+    assert attempts.fillna("")["worker"].isna().sum() == 0
+
+
+@dataclass
+class Unbounded(QueueJob):
+    """Runs 100 s with no timeout: its lease (the driver's lease_time alone) can end under it."""
+
+    seconds: float = 100
+    timeout = None
+    max_retries = 3
+
+    async def handle(self) -> None:
+        await asyncio.sleep(self.seconds)
+
+
+def test_wait_after_a_lease_that_ran_out_under_a_live_run() -> None:
+    # Given a 100 s job under a 60 s lease on a live worker with two slots
+    async def setup(qm: QueueManager) -> None:
+        await qm.dispatch(Unbounded())
+        await qm.start_worker(run_in_background=True, concurrency=2, name="w")
+
+    # When it runs: each lease ends at 60 s and the other slot runs it again at once, while the
+    # first run goes on to 100 s (its settle then changes nothing: lease_lost)
+    log, _ = run(setup, 400, lease_time=timedelta(seconds=60))
+    attempts = frames.attempts(log)
+    assert attempts["outcome"].tolist() == ["lease_lost"] * 4
+    assert attempts["started"].tolist() == [at(0), at(60), at(120), at(180)]
+    assert attempts["ended"].tolist() == [at(100), at(160), at(220), at(280)]
+    # Then each retry waited from the moment the job was given back (the lease's end), not from
+    # the end of the run that had lost it: no negative waits
+    assert attempts["wait"].tolist() == [0.0, 0.0, 0.0, 0.0]
+
+
+@pytest.mark.parametrize("chunk", [1, 8, 16_384])
+def test_frames_of_a_bounded_log_that_dropped_blocks(
+    history: tuple[EventLog, Any], chunk: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from khadem_lab import eventlog
+
+    monkeypatch.setattr(eventlog, "CHUNK", chunk)
+    full = list(history[0])
+    bounded = EventLog(maxlen=13)
+    for event in full:
+        bounded(event)
+    kept = full[-13:]
+    # the log's blocks start before its window: the frames see the 13 latest events only
+    events = frames.events(bounded)
+    assert events["seq"].tolist() == [e.seq for e in kept]
+    assert events["job_id"].tolist() == [e.job_id for e in kept]
+    for build in (frames.events, frames.attempts, frames.jobs, frames.depth, frames.metrics):
+        pd.testing.assert_frame_equal(build(bounded), build(kept))
+    assert frames.jobs(bounded)["job_id"].tolist() == list(dict.fromkeys(e.job_id for e in kept))

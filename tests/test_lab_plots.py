@@ -133,6 +133,47 @@ def test_timeline_draws_one_bar_per_attempt_coloured_by_outcome(by: str) -> None
         assert {"30 s", "1 min"} <= texts
 
 
+def lease_ran_out_attempts() -> pd.DataFrame:
+    """Attempts of a job (no timeout) running 100 s under a 60 s lease, on a live worker: its lease
+    ends at 60 s and another slot runs it again at once, while the first run goes on to 100 s
+    (lease_lost), and so on; as ``frames.attempts`` gives them (the wait counts from the lease's
+    end, the moment the job was given back)."""
+    frame = hand_attempts().iloc[:4].copy()
+    frame["job_id"] = "1"
+    frame["attempt"] = [1, 2, 3, 4]
+    frame["worker"] = ["w.1", "w.2", "w.1", "w.2"]
+    frame["started"] = frame["reserved"] = [at(0), at(60), at(120), at(180)]
+    frame["ended"] = [at(100), at(160), at(220), at(280)]
+    frame["outcome"] = pd.Categorical(["lease_lost"] * 4, categories=list(plots.OUTCOME_COLORS))
+    frame["wait"] = [0.0, 0.0, 0.0, 0.0]
+    return frame
+
+
+@pytest.mark.parametrize("by", ["worker", "job"])
+def test_timeline_retry_links_run_forward_when_a_lease_ran_out_under_a_live_run(by: str) -> None:
+    fig = plots.timeline(lease_ran_out_attempts(), by=by)
+    (links,) = [c for c in fig.axes[0].collections if isinstance(c, LineCollection)]
+    segments = links.get_segments()
+    assert len(segments) == 3
+    # each link starts where the retry's wait began (the lease's end) and ends at its start
+    starts = plots._dates([at(60), at(120), at(180)])
+    for segment, retry_start in zip(segments, starts, strict=True):
+        (x0, _), (x1, _) = segment
+        assert x0 <= x1, "a retry link runs backwards"
+        assert x0 == x1 == retry_start
+    if by == "job":
+        assert {t.get_text() for t in fig.axes[0].texts} == {"0 s"}
+
+
+def test_timeline_of_attempts_without_a_worker() -> None:
+    # a bounded log can lose the events that name an attempt's worker
+    frame = hand_attempts()
+    frame["worker"] = pd.Categorical([None, "w.1", "w.2", "w.2", "w.2"], categories=["", "w.1", "w.2"])
+    fig = plots.timeline(frame)
+    assert len(bars(fig)) == len(frame)
+    assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == ["(no worker)", "w.1", "w.2"]
+
+
 def test_timeline_keeps_the_last_attempts_and_draws_into_a_given_axes() -> None:
     fig = plots.new_figure()
     ax = fig.add_subplot()

@@ -32,6 +32,7 @@ from khadem_lab import (
     SimulationStalled,
     queue_job,
 )
+from khadem_lab.watchdog import Stall
 
 from .kernel import Kernel
 from .support import at
@@ -243,6 +244,27 @@ def test_many_dispatches_at_one_instant_are_work_not_a_stall(sim: Simulation) ->
     assert sim.run(qm.driver.size()) == n
 
 
+def test_dispatches_stored_at_once_count_as_work_too(sim: Simulation) -> None:
+    # The memory driver stores a dispatch without a coroutine (its fast path): a cell that
+    # dispatches job after job at one instant, with real work and a yield between dispatches,
+    # iterates the loop over and over; the jobs it stores are progress, so it is not a spin.
+    class Instant(QueueJob):
+        async def handle(self) -> None:
+            pass
+
+    qm = QueueManager(clock=sim.clock)
+    n = 1500  # more loop iterations than a spin verdict needs, 3 x stall_timeout of real time
+
+    async def dispatch_all() -> None:
+        for _ in range(n):
+            await qm.dispatch(Instant())
+            time.sleep(3 * STALL / n)  # real work between dispatches
+            await asyncio.sleep(0)
+
+    sim.run(dispatch_all())
+    assert sim.run(qm.driver.size()) == n
+
+
 def test_a_few_slow_steps_at_one_instant_are_not_a_spin(sim: Simulation) -> None:
     # Finite work that yields a few times at one instant but is slow in real time (a worker
     # stopping on a loaded machine, a cell doing real work between awaits) is not a spinning task:
@@ -255,6 +277,29 @@ def test_a_few_slow_steps_at_one_instant_are_not_a_spin(sim: Simulation) -> None
 
     assert sim.run(slow_steps()) == 20
     assert sim.now() == at(0)
+
+
+def test_a_spin_verdict_is_withdrawn_when_the_loop_finds_nothing_ready(sim: Simulation) -> None:
+    # On a loaded machine the watchdog can judge "it spins" (many iterations, stall_timeout of
+    # real time) just as finite work at one instant ends (a worker stopping): when the loop then
+    # finds nothing ready, nothing spins, and the call must end normally, not with a LivelockError
+    # saying "nothing could be stopped" (seen in notebook 12's clean-up cell under load).
+    loop = sim.loop
+
+    async def judged_spinning_then_waits() -> str:
+        loop.stall = Stall("spin", loop.time())  # what the watchdog sets from its thread
+        await asyncio.sleep(1)  # nothing is ready: the loop waits, time moves
+        return "done"
+
+    async def judged_spinning_as_the_call_ends() -> str:
+        loop.stall = Stall("spin", loop.time())
+        return "done"
+
+    assert sim.run(judged_spinning_then_waits()) == "done"
+    assert sim.now() == at(1)
+    assert sim.run(judged_spinning_as_the_call_ends()) == "done"
+    assert loop.stall is None
+    assert sim.advance(seconds=1) == at(2)
 
 
 def test_the_watchdog_can_be_switched_off_and_is_checked() -> None:

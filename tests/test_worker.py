@@ -219,3 +219,66 @@ def test_a_broken_event_subscriber_is_logged_and_the_queue_goes_on(
     failures = [r for r in caplog.records if "event subscriber" in r.getMessage()]
     assert len(failures) == 1 and "completed" in failures[0].getMessage()  # once, then counted
     assert [(e.subscriber, e.count) for e in qm.subscriber_errors] == [(broken, 2)]
+
+
+class Tally:
+    """A counting subscriber: it offers tally_event, so the queue need not build events for it."""
+
+    def __init__(self, fail_on: EventKind | None = None) -> None:
+        self.seen: list[tuple[EventKind, str, float | None]] = []
+        self.fail_on = fail_on
+        self.events: list[Any] = []
+
+    def __call__(self, event: Any) -> None:
+        self.events.append(event)
+        self.tally_event(event.kind, event.job_type, event.duration)
+
+    def tally_event(self, kind: EventKind, job_type: str, duration: float | None) -> None:
+        if kind is self.fail_on:
+            raise RuntimeError("counter broken")
+        self.seen.append((kind, job_type, duration))
+
+
+def test_counters_get_every_event_and_other_subscribers_see_the_same_seqs(sim: Simulation) -> None:
+    # Given a run seen by a full log, and the same run seen by counters and a partial subscriber
+    def run(subscribe: Any) -> Any:
+        with Simulation() as again:
+            Recorded.reset(again)
+            manager = QueueManager(clock=again.clock)
+            subscribe(manager)
+            again.run(manager.dispatch_batch([Recorded("a", work=2), Recorded("b", work=3)]))
+            again.run(manager.start_worker(max_jobs=2, concurrency=2))
+            return manager
+
+    full = EventLog()
+    manager = run(lambda m: m.subscribe(full))
+    tally, started = Tally(), EventLog()
+
+    def subscribe_partly(m: QueueManager) -> None:
+        m.subscribe(tally)
+        m.subscribe(started, kinds=[EventKind.STARTED])
+
+    partial = run(subscribe_partly)
+    # Then the counter was tallied for every event (never handed one, even where one was built) ...
+    assert tally.seen == [(e.kind, e.job_type, e.duration) for e in full]
+    assert tally.events == []
+    # ... the partial subscriber's events carry the seqs and times of the full history ...
+    assert list(started) == full.of_kind(EventKind.STARTED)
+    # ... and the driver's metrics count the same either way
+    assert partial.driver.metrics.snapshot() == manager.driver.metrics.snapshot()  # type: ignore[union-attr]
+    assert manager.driver.metrics.snapshot()["jobs_completed"] == 2  # type: ignore[union-attr]
+    assert manager.driver.metrics.snapshot()["total_duration"] == 5.0  # type: ignore[union-attr]
+
+
+def test_a_counter_that_raises_is_logged_once_and_counted(
+    sim: Simulation, qm: QueueManager, caplog: pytest.LogCaptureFixture
+) -> None:
+    tally = Tally(fail_on=EventKind.COMPLETED)
+    qm.subscribe(tally, kinds=[EventKind.COMPLETED, EventKind.DISPATCHED])
+    sim.run(qm.dispatch_batch([Recorded("a"), Recorded("b")]))
+    sim.run(qm.start_worker(max_jobs=2))
+    assert [name for _, name, _ in Recorded.runs] == ["a", "b"]
+    assert [kind for kind, _, _ in tally.seen] == [EventKind.DISPATCHED, EventKind.DISPATCHED]
+    failures = [r for r in caplog.records if "event subscriber" in r.getMessage()]
+    assert len(failures) == 1 and "completed (job 1" in failures[0].getMessage()
+    assert [(e.subscriber, e.count) for e in qm.subscriber_errors] == [(tally, 2)]

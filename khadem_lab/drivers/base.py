@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import abc
 import asyncio
-import contextlib
 import functools
 import itertools
 import logging
@@ -39,6 +38,8 @@ LIST_STATES = ("ready", "delayed", "reserved")
 P = ParamSpec("P")
 _new_event = tuple.__new__  # builds a QueueEvent without NamedTuple's Python-level __new__
 R = TypeVar("R")
+_RESERVED, _DISPATCHED = EventKind.RESERVED, EventKind.DISPATCHED
+_CLASS_NAME = vars(QueueJob)["display_name"]  # the property that gives a job's class name
 
 
 def on_clock_loop(
@@ -356,11 +357,18 @@ class BaseQueueDriver(abc.ABC):
         if job_id is not None:
             return (await self._push_with_ids([job], [check_job_id(job_id, job)], due, queue, now))[0]
         records = [self.make_record(job, due, queue, now)]
-        if self.push_now is not None:
+        if self.push_now is not None:  # stored at once, at `now`: _announce, inlined
             self.push_now(records)
+            record = records[0]
+            self.emit(_DISPATCHED, record, available_at=record.available_at, time=now)
+            if self._waiters or self.shared_between_processes:
+                self.notify(record.queue, record.available_at)
+            attempts = getattr(self.clock, "attempts", None)  # progress, for a simulation's watchdog
+            if attempts is not None:
+                attempts.stored += 1
         else:
             await self.push_records(records)
-        self._announce(records)
+            self._announce(records)
         if self._has_after_store:
             await self.after_store(records)
         return records[0].id
@@ -489,7 +497,9 @@ class BaseQueueDriver(abc.ABC):
         max_retries = job.max_retries if option_overridden(job, "max_retries") else self.config.max_retries
         if type(max_retries) is not int or max_retries < 0:
             raise KhademLabError(f"{type_name}.max_retries must be an integer >= 0, got {max_retries!r}")
-        timeout = job.timeout if job.timeout is not None else self.config.default_job_timeout
+        timeout = job.timeout
+        if timeout is None:
+            timeout = self.config.default_job_timeout
         timeout_s = None if timeout is None else to_seconds(timeout)
         if timeout_s is not None and timeout_s <= 0:
             raise KhademLabError(f"{type_name}.timeout must be positive, got {timeout!r}")
@@ -504,7 +514,8 @@ class BaseQueueDriver(abc.ABC):
             type_name,
             queue_name,
             payload,
-            job.display_name,
+            # QueueJob's own display_name is the class name: read without calling the property.
+            cls.__name__ if (cls := type(job)).display_name is _CLASS_NAME else job.display_name,
             max_retries,
             timeout_s,
             available_at,
@@ -543,7 +554,7 @@ class BaseQueueDriver(abc.ABC):
         if self.lease_may_have_ended(now):
             return False
         record = reserve_now(queues, now, worker)
-        if record is not None:
+        if record is not None and (self._waiters or self.events.by_kind[_RESERVED]):
             self._on_reserved(record, worker, now)
         return record
 
@@ -635,8 +646,10 @@ class BaseQueueDriver(abc.ABC):
         finally:
             if timer is not None:
                 timer.cancel()
-            with contextlib.suppress(ValueError):
+            try:  # noqa: SIM105  (suppress() costs three calls; this runs after every idle wait)
                 self._waiters.remove(waiter)
+            except ValueError:
+                pass
 
     def _on_reserved(self, record: JobRecord, worker: str | None, now: float) -> None:
         """After a reserve took ``record``: watch its lease for idle workers, announce it."""
@@ -707,16 +720,61 @@ class BaseQueueDriver(abc.ABC):
         duration: float | None = None,
         time: float | None = None,
     ) -> None:
-        """Publish one lifecycle event of ``record`` (built only if someone receives that kind)."""
-        subscribers = self.events.by_kind[kind]
-        if not subscribers:
+        """Publish one lifecycle event of ``record``: built only if someone receives that kind,
+        and only if one of them needs it (counters such as the driver's metrics are tallied
+        without it: :attr:`EventBus.plans <khadem_lab.events.EventBus.plans>`)."""
+        events = self.events
+        needs_event, plan = events.plans[kind]
+        if not plan:
             return
         clock = self.clock
-        event = _new_event(
+        seq = clock.next_seq()  # taken even if no event is built: the events built keep their seqs
+        event: QueueEvent | None = None
+        if needs_event:
+            event = _new_event(  # self._event, inlined on the hot path
+                QueueEvent,
+                (
+                    clock.time() if time is None else time,
+                    seq,
+                    kind,
+                    record.id,
+                    record.type,
+                    record.queue,
+                    record.attempts,
+                    self.config.name,
+                    worker,
+                    error,
+                    available_at,
+                    duration,
+                ),
+            )
+        for subscriber, tally in plan:  # `deliver`, inlined on the hot path
+            try:
+                if tally is None:
+                    subscriber(event)  # type: ignore[arg-type]
+                else:
+                    tally(kind, record.type, duration)
+            except Exception as failure:
+                if event is None:
+                    event = self._event(kind, record, seq, worker, error, available_at, duration, time)
+                events.subscriber_failed(subscriber, event, failure)
+
+    def _event(
+        self,
+        kind: EventKind,
+        record: JobRecord,
+        seq: int,
+        worker: str | None,
+        error: str | None,
+        available_at: float | None,
+        duration: float | None,
+        time: float | None,
+    ) -> QueueEvent:
+        event: QueueEvent = _new_event(
             QueueEvent,
             (
-                clock.time() if time is None else time,
-                clock.next_seq(),
+                self.clock.time() if time is None else time,
+                seq,
                 kind,
                 record.id,
                 record.type,
@@ -729,11 +787,7 @@ class BaseQueueDriver(abc.ABC):
                 duration,
             ),
         )
-        for subscriber in subscribers:  # `deliver`, inlined on the hot path
-            try:
-                subscriber(event)
-            except Exception as error:
-                self.events.subscriber_failed(subscriber, event, error)
+        return event
 
     def _announce(self, records: list[JobRecord]) -> None:
         """After ``push_records``: a DISPATCHED event per record, and wake an idle worker.

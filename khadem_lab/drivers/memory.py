@@ -125,7 +125,13 @@ class InMemoryDriver(BaseQueueDriver):
         if chosen is None:
             return None
         record = heapq.heappop(chosen)[2]
-        until = self._mark_reserved(record, now, worker)
+        # _mark_reserved, inlined on the hot path
+        record.status = JobStatus.RESERVED
+        record.attempts += 1
+        record.reserved_by = worker
+        until = now + self._lease_seconds + (record.timeout or 0.0)
+        record.reserved_until = until
+        self._reserved[record.id] = record
         leases = self._leases
         heapq.heappush(leases, (until, record.seq, record.id))
         if len(leases) > 64 + 2 * len(self._reserved):  # drop entries of finished jobs
@@ -156,8 +162,12 @@ class InMemoryDriver(BaseQueueDriver):
         return self._ack_now(record)
 
     def _ack_now(self, record: JobRecord) -> bool:
-        if not self._unreserve(record):
+        reserved = self._reserved  # _unreserve, inlined on the hot path
+        if reserved.get(record.id) is not record:
             return False
+        del reserved[record.id]
+        if not reserved:
+            self.stop_lease_watch()
         record.status = JobStatus.COMPLETED
         record.reserved_until = None
         return True
@@ -206,8 +216,12 @@ class InMemoryDriver(BaseQueueDriver):
         return reclaimed
 
     async def next_lease_expiry(self) -> float | None:
-        ends = [r.reserved_until for r in self._reserved.values() if r.reserved_until is not None]
-        return min(ends) if ends else None
+        first: float | None = None  # (a plain loop: this runs at every idle wait)
+        for record in self._reserved.values():
+            until = record.reserved_until
+            if until is not None and (first is None or until < first):
+                first = until
+        return first
 
     async def counts(self, now: float) -> QueueCounts:
         ready = delayed = 0
@@ -221,8 +235,11 @@ class InMemoryDriver(BaseQueueDriver):
 
     async def next_available_at(self, queues: Sequence[str] | None) -> float | None:
         heaps = self._heaps.values() if queues is None else [self._heaps.get(q) for q in queues]
-        heads = [heap[0][0] for heap in heaps if heap]
-        return min(heads) if heads else None
+        first: float | None = None  # (a plain loop: this runs at every idle wait)
+        for heap in heaps:
+            if heap and (first is None or heap[0][0] < first):
+                first = heap[0][0]
+        return first
 
     async def clear_records(self) -> int:
         removed = self.pending_jobs_count + len(self._reserved)

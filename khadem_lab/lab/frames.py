@@ -5,11 +5,15 @@ Every function takes ``source``, an :class:`~khadem_lab.events.EventLog` or any 
 ``"Europe/Berlin"``; default UTC) in which the time columns are shown. Times are aware
 ``datetime64[us]`` (exact to the microsecond, like the queue's clock), durations are float seconds
 (NaN when absent), ``kind``/``job_type``/``queue``/``driver``/``worker``/``outcome``/``final_state``
-are categoricals. The columns are built from the event tuples once, then worked on as arrays: a
-million events take seconds, not minutes.
+are categoricals (``worker``'s include ``""``, so ``fillna("")`` works). An EventLog's columns are
+read as arrays straight from its blocks (:mod:`khadem_lab.eventlog`), strings converted once per
+distinct value, and worked on as arrays: a million events take a fraction of a second. Other
+iterables of events are packed the same way first.
 
 - :func:`events`: one row per event.
 - :func:`attempts`: one row per attempt (``job_id`` + ``attempt``), in the order they began.
+  A retry's ``wait`` counts from when the previous attempt gave the job back: its end, or the end
+  of its lease if that ran out while the run went on (the run's own end is ``ended``).
 - :func:`jobs`: one row per job, in the order they first appear.
 - :func:`depth`: ready / delayed / in-progress / dead-lettered counts over time.
 - :func:`metrics`: the counters of :class:`~khadem_lab.metrics.QueueMetrics` over time.
@@ -25,6 +29,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import replace
 from datetime import datetime, timedelta, tzinfo
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -32,7 +37,8 @@ import pandas as pd
 
 from ..backoff import ExponentialJitter, RetryStrategy, delay_for
 from ..clock import to_seconds, to_timestamp
-from ..events import EventKind, EventLog, QueueEvent
+from ..eventlog import Block, EventLog, Events
+from ..events import EventKind, QueueEvent
 from ..job import QueueJob
 from ..simulation import DEFAULT_START
 
@@ -133,47 +139,151 @@ _PURGED = _K[EventKind.PURGED]
 _ATTEMPT_KINDS = [_RESERVED, _STARTED, _COMPLETED, _FAILED, _EXPIRED, _LOST]
 _ENDERS = [_COMPLETED, _FAILED, _EXPIRED, _LOST]
 _NAT = np.iinfo(np.int64).min
-_NONE = np.array(None, dtype=object)
 
 
 # -- columns ------------------------------------------------------------------------------------------
-class _Columns:
-    """The events as arrays (one per field), built once per call."""
+def _array(part: Any, dtype: Any) -> np.ndarray:
+    """A block's ``array.array`` (or part of it) as numpy, without a copy."""
+    return np.frombuffer(part, dtype=part.typecode) if len(part) else np.empty(0, dtype=dtype)
 
-    def __init__(self, source: Source) -> None:
-        if isinstance(source, EventLog):
-            rows: Any = source.events
-        elif isinstance(source, (list, tuple)):
-            rows = source
-        else:
-            rows = list(source)
-        self.n = n = len(rows)
-        fields: list[Any] = list(zip(*rows, strict=True)) if n else [() for _ in EVENT_COLUMNS]
-        self.t = np.array(fields[0], dtype=np.float64)
-        self.seq = np.array(fields[1], dtype=np.int64)
-        kinds = pd.Categorical(fields[2], categories=list(EventKind))
-        self.kind = np.asarray(kinds.codes, dtype=np.int8)
-        self.job_obj = np.array(fields[3], dtype=object) if n else np.empty(0, dtype=object)
-        self.job_ids: Any
-        self.job_code, self.job_ids = pd.factorize(self.job_obj) if n else (np.empty(0, np.intp), [])
-        self.job_type = fields[4]
-        self.queue = fields[5]
-        self.attempt = np.array(fields[6], dtype=np.int64)
-        self.driver = fields[7]
-        self.worker = fields[8]
-        self.error = fields[9]
-        self.avail = np.array(fields[10], dtype=np.float64)
-        self.duration = np.array(fields[11], dtype=np.float64)
-        self.n_jobs = len(self.job_ids)
-        # first event of each job (job_type and queue are the same on every event of a job)
-        if n:
-            self.first_of_job = np.unique(self.job_code, return_index=True)[1]
-        else:
-            self.first_of_job = np.empty(0, dtype=np.intp)
+
+class _Strings:
+    """One string field of the events: ``codes`` (-1: missing) into ``values`` (object array, in
+    order of first appearance)."""
+
+    def __init__(self, codes: np.ndarray, values: np.ndarray) -> None:
+        self.codes = codes
+        self.values = values
+
+    def category(self, index: np.ndarray | None = None, extra: tuple[str, ...] = ()) -> pd.Categorical:
+        """The values (at ``index``) as a categorical; its categories are the values present,
+        sorted (as ``pd.Categorical(values)`` makes them), then ``extra``."""
+        codes = self.codes if index is None else self.codes[index]
+        used = np.zeros(len(self.values), dtype=bool)
+        used[codes[codes >= 0]] = True
+        present = np.flatnonzero(used)
+        names = self.values[present]
+        order = np.argsort(names, kind="stable") if len(names) else np.empty(0, dtype=np.intp)
+        new_code = np.full(len(self.values) + 1, -1, dtype=np.int64)  # the last one: missing
+        new_code[present[order]] = np.arange(len(order))
+        categories = [*names[order].tolist(), *(e for e in extra if e not in set(names.tolist()))]
+        return pd.Categorical.from_codes(new_code[codes], categories=pd.Index(categories, dtype="str"))
+
+    def strings(self, index: np.ndarray | None = None) -> Any:
+        """The values (at ``index``) as a ``str`` array (NaN: missing), converted once per
+        distinct value."""
+        codes = self.codes if index is None else self.codes[index]
+        distinct = pd.array(self.values, dtype="str") if len(self.values) else pd.array([], dtype="str")
+        return distinct.take(codes, allow_fill=True)
+
+
+def _strings(blocks: list[tuple[Block, int, int]], field: str) -> _Strings:
+    """A string field over all blocks: each block's codes mapped into one table of values."""
+    local: list[np.ndarray] = []
+    tables: list[Any] = []
+    offsets = [0]
+    for block, start, stop in blocks:
+        local.append(_array(getattr(block, field), np.int8)[start:stop].astype(np.int64))
+        values = getattr(block, field + "_values")
+        tables.extend(values)
+        offsets.append(offsets[-1] + len(values))
+    if not tables:
+        return _Strings(np.empty(0, dtype=np.int64), np.empty(0, dtype=object))
+    table = np.empty(len(tables), dtype=object)
+    table[:] = tables
+    global_code, values = pd.factorize(table)  # None: -1
+    global_code = global_code.astype(np.int32)
+    parts = zip(local, offsets[:-1], strict=True)
+    codes = np.concatenate([global_code[part + offset] for part, offset in parts])
+    return _Strings(codes, np.asarray(values, dtype=object))
+
+
+class _Columns:
+    """The events as arrays (one per field), read from an EventLog's blocks when first needed:
+    a frame reads only the fields it uses, and nothing is kept after it is built."""
+
+    def __init__(self, blocks: list[tuple[Block, int, int]]) -> None:
+        self.blocks = blocks
+        self.n = sum(stop - start for _, start, stop in blocks)
+
+    def _numbers(self, field: str, dtype: Any) -> np.ndarray:
+        parts = [_array(getattr(b, field), dtype)[start:stop] for b, start, stop in self.blocks]
+        return np.concatenate(parts).astype(dtype, copy=False) if parts else np.empty(0, dtype=dtype)
+
+    @cached_property
+    def t(self) -> np.ndarray:
+        return self._numbers("time", np.float64)
+
+    def _sparse(self, field: str) -> np.ndarray:
+        """A field a block keeps only where present (positions and values): NaN elsewhere."""
+        out = np.full(self.n, np.nan)
+        offset = 0
+        for block, start, stop in self.blocks:
+            positions = _array(getattr(block, field + "_at"), np.int8).astype(np.intp)
+            values = _array(getattr(block, field), np.float64)
+            keep = (positions >= start) & (positions < stop)
+            out[offset + positions[keep] - start] = values[keep]
+            offset += stop - start
+        return out
+
+    @cached_property
+    def seq(self) -> np.ndarray:
+        parts = [
+            _array(b.seq, np.int8)[start:stop].astype(np.int64) + b.seq_base for b, start, stop in self.blocks
+        ]
+        return np.concatenate(parts) if parts else np.empty(0, dtype=np.int64)
+
+    @cached_property
+    def kind(self) -> np.ndarray:
+        return self._numbers("kind", np.int8)
+
+    @cached_property
+    def attempt(self) -> np.ndarray:
+        """As narrow as the blocks keep it (int64 in the frames)."""
+        parts = [_array(b.attempt, np.int8)[start:stop] for b, start, stop in self.blocks]
+        return np.concatenate(parts) if parts else np.empty(0, dtype=np.int8)
+
+    @cached_property
+    def avail(self) -> np.ndarray:
+        return self._sparse("available_at")
+
+    @cached_property
+    def duration(self) -> np.ndarray:
+        return self._sparse("duration")
+
+    @cached_property
+    def job(self) -> _Strings:
+        jobs = _strings(self.blocks, "job_id")
+        seen = np.bincount(jobs.codes, minlength=len(jobs.values)) > 0 if self.n else np.ones(0, dtype=bool)
+        if not seen.all():  # a bounded log: some jobs of its first block have no event left
+            codes, kept = pd.factorize(jobs.codes)
+            jobs = _Strings(codes, jobs.values[kept])
+        return jobs
+
+    @property
+    def job_code(self) -> np.ndarray:
+        return self.job.codes
+
+    @property
+    def n_jobs(self) -> int:
+        return len(self.job.values)
+
+    @cached_property
+    def first_of_job(self) -> np.ndarray:
+        """The first event of each job (job_type and queue are the same on every event of a job)."""
+        if not self.n:
+            return np.empty(0, dtype=np.intp)
+        first = np.empty(self.n_jobs, dtype=np.intp)
+        first[self.job_code[::-1]] = np.arange(self.n - 1, -1, -1, dtype=np.intp)  # the first wins
+        return first
+
+    def strings(self, field: str) -> _Strings:
+        return _strings(self.blocks, field)
 
     def is_kind(self, *codes: int) -> np.ndarray:
         return np.isin(self.kind, codes) if len(codes) > 1 else self.kind == codes[0]
 
+    @cached_property
     def attempt_keys(self) -> np.ndarray:
         """One int per (job, delivery generation, attempt): a requeue from the dead letters starts
         the attempts of a job again from 1, as a new generation."""
@@ -184,7 +294,11 @@ class _Columns:
             )
         else:
             generation = np.zeros(self.n, dtype=np.int64)
-        return (self.job_code.astype(np.int64) << 32) | (generation << 20) | self.attempt
+        keys: np.ndarray = self.job_code.astype(np.int64)
+        keys <<= 32
+        keys |= generation << 20
+        keys |= self.attempt
+        return keys
 
     def job_first(self, mask: np.ndarray, values: np.ndarray, fill: float = np.nan) -> np.ndarray:
         """Per job: ``values`` at the first event selected by ``mask``."""
@@ -194,24 +308,17 @@ class _Columns:
         return out
 
 
-_last: list[Any] = [None, None]  # (key, columns) of the last EventLog read
-
-
 def _columns(source: Source | _Columns) -> _Columns:
-    """The columns of ``source``; an EventLog read again unchanged (same events, same ends) is
-    not transposed again: the five frames of one log share one build."""
+    """The columns of ``source`` (an EventLog, its ``events``, or any iterable of events)."""
     if isinstance(source, _Columns):
         return source
-    if not isinstance(source, EventLog) or not len(source):
-        return _Columns(source)
-    held = source.events
-    key = (held, len(held), held[0].seq, held[-1].seq)
-    cached_key = _last[0]
-    if cached_key is not None and cached_key[0] is held and cached_key[1:] == key[1:]:
-        return _last[1]  # type: ignore[no-any-return]
-    columns = _Columns(source)
-    _last[:] = [key, columns]
-    return columns
+    if isinstance(source, Events):
+        source = source.log
+    if not isinstance(source, EventLog):
+        log = EventLog()
+        log.extend(source)
+        source = log
+    return _Columns(source.blocks())
 
 
 def _tz(tz: TZ) -> Any:
@@ -236,40 +343,29 @@ def _category(values: Any, categories: Iterable[str] | None = None) -> pd.Catego
     return found.set_categories(found.categories.astype("str"))
 
 
-def _strings(values: Any) -> pd.Series:
-    return pd.Series(values, dtype="str")
-
-
-def _take(values: Any, index: np.ndarray) -> list[Any]:
-    """Items of a tuple/list at integer positions."""
-    if len(index) == 0:
-        return []
-    return list(np.asarray(values, dtype=object)[index])
-
-
 # -- events -------------------------------------------------------------------------------------------
 def events(source: Source, tz: TZ = None) -> pd.DataFrame:
     """One row per event, in order: time, seq, kind, job_id, job_type, queue, attempt, driver,
-    worker, error, available_at, duration (float s; NaN when absent)."""
+    worker, error, available_at, duration (float s; NaN when absent). ``worker``'s categories
+    include ``""`` (unused), so that ``fillna("")`` works on the whole frame."""
     c = _columns(source)
-    frame = pd.DataFrame(
+    return pd.DataFrame(
         {
             "time": _times(c.t, tz),
             "seq": c.seq,
             "kind": pd.Categorical.from_codes(c.kind, categories=pd.Index(KINDS, dtype="str")),
-            "job_id": _strings(c.job_obj).to_numpy() if c.n else pd.array([], dtype="str"),
-            "job_type": _category(c.job_type),
-            "queue": _category(c.queue),
-            "attempt": c.attempt,
-            "driver": _category(c.driver),
-            "worker": _category(c.worker),
-            "error": pd.array(list(c.error), dtype="str"),
+            "job_id": c.job.strings(),
+            "job_type": c.strings("job_type").category(),
+            "queue": c.strings("queue").category(),
+            "attempt": c.attempt.astype(np.int64),
+            "driver": c.strings("driver").category(),
+            "worker": c.strings("worker").category(extra=("",)),
+            "error": c.strings("error").strings(),
             "available_at": _times(c.avail, tz),
             "duration": c.duration,
-        }
+        },
+        copy=False,  # the arrays are ours: no second copy of a million rows
     )
-    frame["job_id"] = frame["job_id"].astype("str")
-    return frame
 
 
 # -- attempts -----------------------------------------------------------------------------------------
@@ -280,8 +376,9 @@ def attempts(source: Source, tz: TZ = None) -> pd.DataFrame:
     completed, failed, timed_out (``JobTimeoutError``), stalled (``JobStalledError``),
     lease_expired (its worker vanished), lease_lost (it ended after its delivery was taken away)
     or running; ``error`` the failure's text; ``wait`` (s) is from dispatch to start for the first
-    attempt, from the end of the previous attempt to start for the others; ``retry_delay`` (s)
-    the delay scheduled after this attempt (NaN if none).
+    attempt, for the others from when the previous attempt gave the job back (its end, or its
+    lease's end if the run outlived its lease) to start; ``retry_delay`` (s) the delay scheduled
+    after this attempt (NaN if none).
     """
     c = _columns(source)
     return _attempts(c, tz)[0]
@@ -289,7 +386,7 @@ def attempts(source: Source, tz: TZ = None) -> pd.DataFrame:
 
 def _attempts(c: _Columns, tz: TZ) -> tuple[pd.DataFrame, np.ndarray]:
     """The attempts frame, and the job code of each of its rows."""
-    keys = c.attempt_keys()
+    keys = c.attempt_keys
     in_attempt = c.is_kind(*_ATTEMPT_KINDS) & (c.attempt >= 1)
     idx = np.flatnonzero(in_attempt)
     row_keys, first = np.unique(keys[idx], return_index=True)
@@ -329,49 +426,56 @@ def _attempts(c: _Columns, tz: TZ) -> tuple[pd.DataFrame, np.ndarray]:
     end_kind = np.where(has_end, c.kind[end_at], -1)
     ended = np.where(has_end, c.t[end_at], np.where(has_final, c.t[final_at], np.nan))
 
-    error_obj = np.asarray(c.error, dtype=object) if c.n else np.empty(0, dtype=object)
-    error = np.where(has_end, error_obj[end_at] if n else error_obj[:0], _NONE)
-    error = np.where(~has_end & has_final, error_obj[final_at] if n else error_obj[:0], error)
-    error = np.where(end_kind == _EXPIRED, _NONE, error)
-    text = pd.Series(error, dtype="str")
+    # the error's text, as a code into errors.values (-1: none)
+    errors = c.strings("error")
+    error = np.where(has_end, errors.codes[end_at] if n else end_at, -1)
+    error = np.where(~has_end & has_final, errors.codes[final_at] if n else final_at, error)
+    error = np.where(end_kind == _EXPIRED, -1, error)
+    error_names = pd.Series(errors.values, dtype="str")
+    timed_out = np.append(error_names.str.startswith("JobTimeoutError").fillna(False).to_numpy(bool), False)
+    stalled = np.append(error_names.str.startswith("JobStalledError").fillna(False).to_numpy(bool), False)
     outcome = np.full(n, "running", dtype=object)
     outcome[end_kind == _COMPLETED] = "completed"
     failed = end_kind == _FAILED
     outcome[failed] = "failed"
-    outcome[failed & text.str.startswith("JobTimeoutError").fillna(False).to_numpy(bool)] = "timed_out"
-    outcome[failed & text.str.startswith("JobStalledError").fillna(False).to_numpy(bool)] = "stalled"
+    outcome[failed & timed_out[error]] = "timed_out"
+    outcome[failed & stalled[error]] = "stalled"
     outcome[end_kind == _EXPIRED] = "lease_expired"
     outcome[end_kind == _LOST] = "lease_lost"
     outcome[~has_end & has_final] = "failed"
 
     job_code = c.job_code[first_event] if n else np.empty(0, dtype=np.intp)
-    attempt_no = c.attempt[first_event] if n else np.empty(0, dtype=np.int64)
-    # wait: attempt 1 since dispatch; later ones since the previous attempt ended
+    attempt_no = c.attempt[first_event].astype(np.int64) if n else np.empty(0, dtype=np.int64)
+    # wait: attempt 1 since dispatch; later ones since the previous attempt gave the job back: its
+    # first end (a lease that ran out under a live run ends the delivery; the run ends later)
+    has_first_end, first_end_at = lookup(c.is_kind(*_ENDERS))
+    released = np.where(has_first_end, c.t[first_end_at], ended)
     dispatched = c.job_first(c.kind == _DISPATCHED, c.t)
     prev_rows = position.get_indexer(row_keys - 1)
-    since = np.where(prev_rows >= 0, ended[np.maximum(prev_rows, 0)], np.nan)
+    since = np.where(prev_rows >= 0, released[np.maximum(prev_rows, 0)], np.nan)
     since = np.where(attempt_no == 1, dispatched[job_code] if n else since, since)
     wait = started - since
     retry_delay = np.where(has_retry, c.avail[retry_at] - c.t[retry_at], np.nan)
     worker_at = np.where(has_res, res_at, start_at)
-    worker_obj = np.asarray(c.worker, dtype=object) if n else np.empty(0, dtype=object)
-    worker = np.where(has_res | has_start, worker_obj[worker_at] if n else worker_obj, _NONE)
+    workers = c.strings("worker")
+    worker = np.where(has_res | has_start, workers.codes[worker_at] if n else worker_at, -1)
 
     frame = pd.DataFrame(
         {
-            "job_id": pd.array(_take(c.job_obj, first_event), dtype="str"),
-            "job_type": _category(_take(c.job_type, first_event)),
-            "queue": _category(_take(c.queue, first_event)),
+            "job_id": c.job.strings(first_event),
+            "job_type": c.strings("job_type").category(first_event),
+            "queue": c.strings("queue").category(first_event),
             "attempt": attempt_no,
-            "worker": _category(list(worker)),
+            "worker": _Strings(worker, workers.values).category(extra=("",)),
             "reserved": _times(reserved, tz),
             "started": _times(started, tz),
             "ended": _times(ended, tz),
             "outcome": _category(outcome, ATTEMPT_OUTCOMES),
-            "error": text.array,
+            "error": _Strings(error, errors.values).strings(),
             "wait": wait,
             "retry_delay": retry_delay,
-        }
+        },
+        copy=False,  # the arrays are ours: no second copy of a million rows
     )
     return frame, job_code
 
@@ -398,7 +502,7 @@ _DONE_STATES = [FINAL_STATES.index(s) for s in ("completed", "dead_lettered", "d
 def _stale(c: _Columns) -> np.ndarray:
     """Events of runs whose delivery was taken away (a lease that expired or was lost): what they
     report later changes nothing for the job."""
-    keys = c.attempt_keys()
+    keys = c.attempt_keys
     lost_keys = np.unique(keys[c.is_kind(_EXPIRED, _LOST)])
     return c.is_kind(_RESERVED, _STARTED, _COMPLETED, _FAILED) & np.isin(keys, lost_keys)
 
@@ -424,9 +528,9 @@ def jobs(source: Source, tz: TZ = None) -> pd.DataFrame:
     first = c.first_of_job
     return pd.DataFrame(
         {
-            "job_id": pd.array(list(c.job_ids), dtype="str"),
-            "job_type": _category(_take(c.job_type, first)),
-            "queue": _category(_take(c.queue, first)),
+            "job_id": c.job.strings(first),
+            "job_type": c.strings("job_type").category(first),
+            "queue": c.strings("queue").category(first),
             "dispatched": _times(dispatched, tz),
             "first_start": _times(first_start, tz),
             "done": _times(done, tz),
@@ -434,7 +538,8 @@ def jobs(source: Source, tz: TZ = None) -> pd.DataFrame:
             "final_state": pd.Categorical.from_codes(final, categories=pd.Index(FINAL_STATES, dtype="str")),
             "wait": first_start - dispatched,
             "latency": done - dispatched,
-        }
+        },
+        copy=False,  # the arrays are ours: no second copy of a million rows
     )
 
 
@@ -446,7 +551,7 @@ def depth(source: Source, tz: TZ = None, freq: str | pd.DateOffset | None = None
     moment is a row even though no event marks it."""
     c = _columns(source)
     n = c.n
-    d = np.zeros((n, 4), dtype=np.int64)  # ready, delayed, in_progress, dead_lettered
+    d = np.zeros((n, 4), dtype=np.int8)  # ready, delayed, in_progress, dead_lettered
     k = c.kind
     enters = c.is_kind(_DISPATCHED, _RETRY, _REQUEUED)
     later = enters & (c.avail > c.t)
@@ -456,7 +561,7 @@ def depth(source: Source, tz: TZ = None, freq: str | pd.DateOffset | None = None
     d[k == _REQUEUED, 3] -= 1
     d[k == _RESERVED, 0] -= 1
     d[k == _RESERVED, 2] += 1
-    keys = c.attempt_keys()
+    keys = c.attempt_keys
     lost_keys = np.unique(keys[k == _LOST])
     d[(k == _COMPLETED) & ~np.isin(keys, lost_keys), 2] -= 1
     d[k == _DEAD, 2] -= 1
@@ -475,24 +580,29 @@ def depth(source: Source, tz: TZ = None, freq: str | pd.DateOffset | None = None
         # the DEAD_LETTERED after an expired lease takes it from in_progress: already counted there
     # delayed -> ready when available_at comes (no event marks it)
     ready_at = c.avail[later]
-    synth = np.zeros((len(ready_at), 4), dtype=np.int64)
+    synth = np.zeros((len(ready_at), 4), dtype=np.int8)
     synth[:, 0] = 1
     synth[:, 1] = -1
     times = np.concatenate([c.t, ready_at])
-    rank = np.concatenate([np.ones(n, dtype=np.int64), np.zeros(len(ready_at), dtype=np.int64)])
+    rank = np.concatenate([np.ones(n, dtype=np.int8), np.zeros(len(ready_at), dtype=np.int8)])
     seqs = np.concatenate([c.seq, np.zeros(len(ready_at), dtype=np.int64)])
     order = np.lexsort((seqs, rank, times))
     deltas = np.concatenate([d, synth])[order]
+    del d, synth
     times = times[order]
-    counts = np.cumsum(deltas, axis=0)
+    del order
     # one row per instant (its last state), and only where something changed
+    last_of_instant = np.append(times[1:] != times[:-1], True) if len(times) else np.zeros(0, dtype=bool)
+    times = times[last_of_instant]
+    counts = np.empty((len(times), 4), dtype=np.int64)
+    for column in range(4):  # one column at a time: a long run has millions of rows
+        counts[:, column] = np.cumsum(deltas[:, column], dtype=np.int64)[last_of_instant]
+    del deltas
     if len(times):
-        last_of_instant = np.append(times[1:] != times[:-1], True)
-        times, counts = times[last_of_instant], counts[last_of_instant]
         changed = np.ones(len(times), dtype=bool)
         changed[1:] = (counts[1:] != counts[:-1]).any(axis=1)
         times, counts = times[changed], counts[changed]
-    frame = pd.DataFrame(counts, columns=list(DEPTH_COLUMNS[1:]), dtype=np.int64)
+    frame = pd.DataFrame(counts, columns=list(DEPTH_COLUMNS[1:]), dtype=np.int64, copy=False)
     frame.insert(0, "time", _times(times, tz))
     if freq is not None and len(frame):
         frame = frame.set_index("time").resample(freq).last().ffill().astype(np.int64).reset_index()
@@ -519,19 +629,21 @@ def metrics(source: Source, tz: TZ = None) -> pd.DataFrame:
         "leases_expired": k == _EXPIRED,
         "leases_lost": k == _LOST,
     }
-    flags = np.column_stack(list(columns.values())) if c.n else np.zeros((0, len(columns)), dtype=bool)
-    rows = flags.any(axis=1)
-    counts = np.cumsum(flags, axis=0, dtype=np.int64)[rows]
+    rows = np.zeros(c.n, dtype=bool)
+    for flag in columns.values():
+        rows |= flag
     times = c.t[rows]
-    if len(times):
-        last_of_instant = np.append(times[1:] != times[:-1], True)
-        times, counts = times[last_of_instant], counts[last_of_instant]
-    frame = pd.DataFrame(counts, columns=list(columns), dtype=np.int64)
-    finished = frame["jobs_completed"] + frame["jobs_failed"]
-    rate = (frame["jobs_completed"] / finished.where(finished > 0)).fillna(1.0).astype(np.float64)
-    frame.insert(0, "time", _times(times, tz))
-    frame.insert(7, "success_rate", rate)
-    return frame[list(METRIC_COLUMNS)]
+    last_of_instant = np.append(times[1:] != times[:-1], True) if len(times) else np.zeros(0, dtype=bool)
+    times = times[last_of_instant]
+    counts = {  # one column at a time: millions of rows
+        name: np.cumsum(flag[rows], dtype=np.int64)[last_of_instant] for name, flag in columns.items()
+    }
+    completed, finished = counts["jobs_completed"], counts["jobs_completed"] + counts["jobs_failed"]
+    rate = np.divide(completed, finished, out=np.ones(len(finished)), where=finished > 0)
+    counts["time"] = _times(times, tz)
+    counts["success_rate"] = rate
+    # built in its final column order, without a copy: a long run's metrics are millions of rows
+    return pd.DataFrame({name: counts[name] for name in METRIC_COLUMNS}, copy=False)
 
 
 # -- retry plans ----------------------------------------------------------------------------------------

@@ -222,7 +222,9 @@ def timeline(
 
     Exactly one bar (a ``Rectangle`` in ``ax.patches``, ``gid`` ``"<job_id>:<attempt>"``) per
     attempt. The attempts of one job are linked by a thin dotted line from one attempt's end to the
-    next one's start: the gap is the retry delay (labelled when the rows are jobs). A running
+    next one's start: the gap is the retry delay (labelled when the rows are jobs). If the attempt
+    outlived its lease (the job was taken again while it ran), the line starts where the next
+    attempt's ``wait`` began, never after that attempt's start. A running
     attempt (no end yet) reaches ``now`` (default: the latest time in the frame), hatched.
     ``last``: only the ``last`` attempts by start time (keeps a long run readable and cheap).
     ``source``: ``frames.attempts`` or events.
@@ -250,7 +252,7 @@ def timeline(
     width = np.maximum((frame["_end"] - frame["_start"]).to_numpy(dtype=float), span * 0.002)
 
     if by == "worker":
-        keys = frame["worker"].fillna("(no worker)").astype(str)
+        keys = frame["worker"].astype("str").fillna("(no worker)")
         rows = sorted(keys.unique())
         row_labels = rows
     else:
@@ -283,11 +285,17 @@ def timeline(
     frame["_y"] = y
     segments: list[list[tuple[float, float]]] = []
     waits: list[tuple[float, float, float]] = []
+    # The wait before a retry starts where the previous attempt gave the job back: its end, or
+    # (a lease that ran out under a live run, which goes on after it) the retry's start - wait.
+    frame["_wait"] = frame["wait"] / 86400 if "wait" in frame else np.nan
     for _, group in frame.sort_values(["job_id", "attempt"], kind="stable").groupby("job_id", sort=False):
         starts, ends, ys = group["_start"].to_numpy(), group["_end"].to_numpy(), group["_y"].to_numpy()
+        given_back = np.fmin(ends[:-1], starts[1:] - group["_wait"].to_numpy()[1:])
+        given_back = np.minimum(given_back, starts[1:])
         for k in range(len(group) - 1):
-            segments.append([(ends[k], ys[k]), (starts[k + 1], ys[k + 1])])
-            waits.append(((ends[k] + starts[k + 1]) / 2, ys[k], (starts[k + 1] - ends[k]) * 86400))
+            begin, end = given_back[k], starts[k + 1]
+            segments.append([(begin, ys[k]), (end, ys[k + 1])])
+            waits.append(((begin + end) / 2, ys[k], (end - begin) * 86400))
     if segments:
         ax.add_collection(
             LineCollection(
@@ -715,7 +723,8 @@ def overview(
     """The dashboard's plots in one figure: timeline on top, then depth and throughput, latency
     and success rate. ``source``: events (an ``EventLog``)."""
     f = _frames()
-    events = list(source) if not isinstance(source, pd.DataFrame) else source
+    # read the log's columns once for the five frames
+    events = source if isinstance(source, pd.DataFrame) else f._columns(source)
     if fig is None:
         fig = new_figure(12, 10)
     else:

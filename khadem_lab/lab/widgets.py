@@ -445,8 +445,8 @@ class QueueDashboard(Panel):
 
     def _redraw(self) -> None:
         t0 = time.perf_counter()
-        events = self.log.events
         f = _frames()
+        events = f._columns(self.log)  # read once for both frames
         tz = self.sim.tz
         self.frames = {"attempts": f.attempts(events, tz=tz), "depth": f.depth(events, tz=tz)}
         t1 = time.perf_counter()
@@ -471,7 +471,7 @@ class QueueDashboard(Panel):
 
     def figure(self, fig: Figure | None = None) -> Figure:
         """The dashboard's plots (and more: throughput, latency, success rate) as one figure."""
-        return plots.overview(self.log.events, fig, tz=self.sim.tz, last=self.timeline_last)
+        return plots.overview(self.log, fig, tz=self.sim.tz, last=self.timeline_last)
 
     # -- dead letters ------------------------------------------------------------------------------
     def _selected(self, job_id: str | None) -> str:
@@ -730,7 +730,7 @@ class RetryExplorer(Panel):
             sim.run(qm.start_worker(run_in_background=True, concurrency=4, name="explorer"))
             sim.run_until_idle(timedelta(days=365))
             sim.run(qm.stop_workers())
-        self.jobs_frame = jobs = _frames().jobs(events.events)
+        self.jobs_frame = jobs = _frames().jobs(events)
         states = jobs["final_state"].astype(str)
         done = jobs["done"].dropna()
         return {
