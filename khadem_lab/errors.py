@@ -103,3 +103,40 @@ class BackgroundTaskError(SimulationError):
 class JobDefinitionError(KhademLabError, TypeError):
     """Raised when a QueueJob subclass is defined in a way that cannot run (its ``handle`` is not an
     ``async def``); raised as the class is defined, naming the class and the fix."""
+
+
+class JobIdConflict(KhademLabError, ValueError):
+    """Raised when a dispatch gives a ``job_id`` that is taken by a different job (another type or
+    other data): the job already stored under that id is kept, nothing new is stored."""
+
+    def __init__(self, job_id: str, type_name: str) -> None:
+        self.job_id = job_id
+        super().__init__(
+            f"job_id {job_id!r} is already taken by a different job than this {type_name} (another "
+            "type or other data); nothing was stored. A retry of the same dispatch is safe, but a "
+            "new job needs an id of its own (e.g. include what makes it unique: 'order-42-refund')"
+        )
+
+
+class DispatchOutcomeUnknown(KhademLabError):
+    """Raised when a dispatch was sent but its reply was lost (the connection closed after the
+    command left): the jobs may or may not be stored. ``job_ids`` are the ids to check (None where
+    the store would have chosen the id)."""
+
+    def __init__(self, job_ids: list[str] | None, count: int, cause: str) -> None:
+        self.job_ids = job_ids
+        self.count = count
+        if job_ids is not None:
+            shown = ", ".join(repr(i) for i in job_ids[:5]) + (f", ... ({count} in all)" if count > 5 else "")
+            what = f"job id(s) {shown}"
+            advice = "Dispatching them again with the same job_id is safe: nothing is stored twice."
+        else:
+            what = f"{count} job(s) with ids the store would have chosen"
+            advice = (
+                "Dispatching them again may store them twice; give each job a job_id (dispatch(job, "
+                "job_id='order-42')) so that a retry is safe."
+            )
+        super().__init__(
+            f"the outcome of a dispatch of {what} is unknown: {cause}. The command was sent, so they "
+            f"may be stored (all of them: a dispatch is one atomic step) or not at all. {advice}"
+        )

@@ -323,16 +323,25 @@ class QueueManager:
         at: datetime | None = None,
         queue: str | None = None,
         driver: str | None = None,
+        job_id: str | None = None,
     ) -> ManagerCall[str]:
         """Queue ``job``: now, after ``delay``, or at the absolute time ``at``; on ``queue``
         (default: the job's) of ``driver`` (default: the default driver). Await it for the job id.
+
+        ``job_id``: an id of your choosing (``"order-42"``): a job is stored once per id, so a
+        dispatch whose reply was lost can be sent again safely; a second dispatch of the same job
+        returns the id and stores nothing (see :mod:`khadem_lab.drivers.jobids`).
 
         (Like every manager call, it is awaited: ``await qm.dispatch(job)``; without the ``await``
         nothing is queued, and a warning says so.)"""
         target = self._drivers.get(self._default) if driver is None else None  # type: ignore[arg-type]
         if target is None:
             target = self.get_driver(driver)
-        return ManagerCall(target.push(job, delay, at=at, queue=queue), "QueueManager.dispatch", job, self)
+        if job_id is None:
+            pushed = target.push(job, delay, at=at, queue=queue)
+        else:
+            pushed = target.push(job, delay, at=at, queue=queue, job_id=job_id)
+        return ManagerCall(pushed, "QueueManager.dispatch", job, self)
 
     def dispatch_batch(
         self,
@@ -342,12 +351,13 @@ class QueueManager:
         at: datetime | None = None,
         queue: str | None = None,
         driver: str | None = None,
+        job_ids: Sequence[str] | None = None,
     ) -> ManagerCall[list[str]]:
         """Queue several jobs in one storage operation; each gets the same delay. Await it for
-        the ids."""
+        the ids. ``job_ids``: one id of your choosing per job (see :meth:`dispatch`)."""
         batch = list(jobs)
         return ManagerCall(
-            self.get_driver(driver).push_many(batch, delay, at=at, queue=queue),
+            self.get_driver(driver).push_many(batch, delay, at=at, queue=queue, job_ids=job_ids),
             "QueueManager.dispatch_batch",
             batch,
             self,

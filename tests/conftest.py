@@ -68,6 +68,7 @@ class RowDriver(BaseQueueDriver):
         super().__init__(config, clock=clock, registry=registry)
         self.rows: dict[str, dict[str, Any]] = {}  # dead rows are kept in the order they died
         self._last_seq = 0
+        self.client_ids: dict[str, tuple[str, float]] = {}  # id -> (fingerprint, remembered until)
 
     def _next_seq(self) -> int:
         self._last_seq += 1
@@ -81,6 +82,22 @@ class RowDriver(BaseQueueDriver):
             record.seq = self._next_seq()
             record.status = JobStatus.PENDING
             self.rows[record.id] = record.to_dict()
+
+    async def push_new_records(
+        self, records: Sequence[JobRecord], fingerprints: Sequence[str], now: float, remember_until: float
+    ) -> list[str | None]:
+        found: list[str | None] = []
+        for record, mark in zip(records, fingerprints, strict=True):
+            known = self.client_ids.get(record.id)
+            if known is not None and (known[1] > now or record.id in self.rows):
+                found.append(known[0])
+            elif record.id in self.rows:
+                found.append("")
+            else:
+                self.client_ids[record.id] = (mark, remember_until)
+                await self.push_records([record])
+                found.append(None)
+        return found
 
     async def reserve_record(
         self, queues: Sequence[str] | None, now: float, worker: str | None

@@ -100,7 +100,7 @@ def test_run_contract_runs_every_check_on_a_driver_and_reports_each() -> None:
         lambda config, clock, registry, _: RowDriver(config, clock=clock, registry=registry)
     )
     expected = [f"{c.name}[{i}]" if i else c.name for c in CHECKS for i, _ in c.cases()]
-    assert [r.name for r in report.results] == expected and len(expected) == 54
+    assert [r.name for r in report.results] == expected and len(expected) == 59
     assert report.ok and report.driver == "RowDriver"
     assert [(r.check, r.message) for r in report.skipped] == [
         (
@@ -119,7 +119,7 @@ def test_run_contract_runs_every_check_on_a_driver_and_reports_each() -> None:
             )
         ],
     ]
-    assert report.summary() == "RowDriver: 54 checks, 51 passed, 0 failed, 3 skipped"
+    assert report.summary() == "RowDriver: 59 checks, 56 passed, 0 failed, 3 skipped"
 
 
 class ReservesEarly(RowDriver):

@@ -23,13 +23,14 @@ from typing import Any, ClassVar, Literal, ParamSpec, TypeVar
 
 from ..clock import Clock, SystemClock, to_seconds, to_timestamp
 from ..config import DriverConfig
-from ..errors import KhademLabError, UnregisteredJobError
+from ..errors import JobIdConflict, KhademLabError, UnregisteredJobError
 from ..events import EventBus, EventKind, QueueEvent
 from ..job import QueueJob, option_overridden
 from ..metrics import QueueMetrics
 from ..records import JobRecord, JobStatus, QueueCounts
 from ..registry import JobRegistry, default_registry
 from ..serialization import encode_payload_json
+from .jobids import REMEMBER_JOB_IDS, check_job_id, check_job_ids, fingerprint
 
 log = logging.getLogger(__name__)
 #: The states :meth:`BaseQueueDriver.list_records` lists.
@@ -113,6 +114,8 @@ class BaseQueueDriver(abc.ABC):
         #: lease taken over; both in ``get_stats()``.
         self.leases_renewed = 0
         self.lease_renewals_failed = 0
+        #: Seconds an id given to dispatch (``job_id=``) is remembered after that dispatch.
+        self.remember_job_ids = REMEMBER_JOB_IDS
         #: Plain (not async) versions of push_records, reserve_record and ack_record, for a driver
         #: whose storage never waits (memory sets them): called without a coroutine per job.
         #: None (the default) means: await the async primitive.
@@ -209,6 +212,24 @@ class BaseQueueDriver(abc.ABC):
     async def purge_dead_records(self, job_ids: Sequence[str] | None) -> list[JobRecord]:
         """Primitive. Delete dead-lettered records (all if ``job_ids`` is None; an id given twice
         counts once); return them."""
+
+    async def push_new_records(
+        self, records: Sequence[JobRecord], fingerprints: Sequence[str], now: float, remember_until: float
+    ) -> list[str | None]:
+        """Primitive for dispatch with ids chosen by the client (``job_id=``); the default refuses.
+
+        Each record has its client's id in ``record.id`` (never digits only). In one atomic step,
+        for each record in order: if a job with that id is stored (pending, reserved or dead), or
+        the id is remembered from an earlier such push, store nothing for it and return the
+        fingerprint remembered with the id ("" if the driver no longer knows it); otherwise store
+        it as :meth:`push_records` would, but keeping its id, remember the id with its
+        ``fingerprint`` until ``remember_until``, and return None. A remembered id may be
+        forgotten once ``now`` is past its time and no job with it is stored. On a store shared
+        between processes, what is remembered is shared too, and survives a restart."""
+        raise KhademLabError(
+            f"driver {self.name!r} ({type(self).__name__}) does not support dispatch with job_id=: "
+            "it has no push_new_records; dispatch without job_id, or use another driver"
+        )
 
     # -- optional primitives for inspection (``khadem-lab jobs``); defaults say the driver cannot
     async def list_records(self, state: str, now: float, limit: int | None = None) -> list[JobRecord]:
@@ -357,11 +378,15 @@ class BaseQueueDriver(abc.ABC):
         *,
         at: datetime | None = None,
         queue: str | None = None,
+        job_id: str | None = None,
     ) -> str:
         """Add ``job`` to the queue, due now, after ``delay``, or at the absolute time ``at``.
-        Returns the job id."""
+        Returns the job id. ``job_id``: the id, chosen by the caller; then a job already stored
+        (or remembered) under that id is not stored again (see :mod:`~khadem_lab.drivers.jobids`)."""
         now = self.clock.time()
         due = now if delay is None and at is None else self._due(delay, at, now)
+        if job_id is not None:
+            return (await self._push_with_ids([job], [check_job_id(job_id, job)], due, queue, now))[0]
         records = [self.make_record(job, due, queue, now)]
         if self.push_now is not None:  # stored at once, at `now`: _announce, inlined
             self.push_now(records)
@@ -387,10 +412,15 @@ class BaseQueueDriver(abc.ABC):
         *,
         at: datetime | None = None,
         queue: str | None = None,
+        job_ids: Sequence[str] | None = None,
     ) -> list[str]:
-        """Add several jobs in one storage operation, in order. Returns their ids."""
+        """Add several jobs in one storage operation, in order. Returns their ids. ``job_ids``:
+        one id per job, chosen by the caller (see :meth:`push`'s ``job_id``)."""
         now = self.clock.time()  # one dispatch: every record created at this instant
         due = self._due(delay, at, now)
+        if job_ids is not None:
+            batch = list(jobs)
+            return await self._push_with_ids(batch, check_job_ids(job_ids, batch), due, queue, now)
         records = [self.make_record(job, due, queue, now) for job in jobs]
         if records:
             if self.push_now is not None:
@@ -401,6 +431,27 @@ class BaseQueueDriver(abc.ABC):
             if self._has_after_store:
                 await self.after_store(records)
         return [r.id for r in records]
+
+    async def _push_with_ids(
+        self, jobs: Sequence[QueueJob], ids: list[str], due: float, queue: str | None, now: float
+    ) -> list[str]:
+        """Store the jobs whose ids are neither stored nor remembered; the others are skipped
+        (or, if a different job holds the id, JobIdConflict after the rest is stored)."""
+        records = [self.make_record(job, due, queue, now) for job in jobs]
+        prints = []
+        for job_id, job, record in zip(ids, jobs, records, strict=True):
+            record.id = job_id
+            prints.append(fingerprint(job, record.type, record.payload_json))
+        found = await self.push_new_records(records, prints, now, now + to_seconds(self.remember_job_ids))
+        stored = [record for record, known in zip(records, found, strict=True) if known is None]
+        if stored:
+            self._announce(stored)
+            if self._has_after_store:
+                await self.after_store(stored)
+        for record, known, mine in zip(records, found, prints, strict=True):
+            if known and known != mine:
+                raise JobIdConflict(record.id, record.type)
+        return ids
 
     @on_clock_loop
     async def process(self, queues: Sequence[str] | None = None) -> bool:

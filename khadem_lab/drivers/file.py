@@ -155,6 +155,7 @@ class FileStorageDriver(BaseQueueDriver):
         self._index = JobIndex()
         for record in snapshot.records:
             self._index.put(record)
+        self._index.client_ids = dict(snapshot.client_ids or {})
         self._index.seq = max(self._index.seq, snapshot.seq)
         if self._journal is not None:
             self._journal.close()
@@ -255,7 +256,8 @@ class FileStorageDriver(BaseQueueDriver):
         journal: Journal | None = None
         written = announced = False
         try:
-            size = write_snapshot(tmp, generation, self._index.seq, records)
+            client_ids = self._index.live_client_ids(self.clock.time())
+            size = write_snapshot(tmp, generation, self._index.seq, records, client_ids)
             written = True
             self._lock.set_generation(generation)
             announced = True
@@ -300,6 +302,27 @@ class FileStorageDriver(BaseQueueDriver):
             size = self._commit({"op": "push", "jobs": rows})
             if rows:
                 self._record_bytes = max(64, size // len(rows))
+
+    async def push_new_records(
+        self, records: Sequence[JobRecord], fingerprints: Sequence[str], now: float, remember_until: float
+    ) -> list[str | None]:
+        # Client ids are never digits only, so they never meet the ids taken from seq. The line
+        # that stores the jobs also remembers their ids: one commit.
+        with self._op():
+            found = [self._index.id_taken(record.id, now) for record in records]
+            rows, ids = [], []
+            seq = self._index.seq
+            for record, mark, known in zip(records, fingerprints, found, strict=True):
+                if known is not None:
+                    continue
+                seq += 1
+                record.seq = seq
+                record.status = JobStatus.PENDING
+                rows.append(record.to_dict())
+                ids.append([record.id, mark, remember_until])
+            if rows:
+                self._commit({"op": "push", "jobs": rows, "ids": ids})
+            return found
 
     async def reserve_record(
         self, queues: Sequence[str] | None, now: float, worker: str | None

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
 from ..records import JobRecord, JobStatus
-from .filelog import record_from_json
+from .filelog import client_ids_from_json, record_from_json
 
 Entry = tuple[float, int, str]  # (available_at or reserved_until, seq, job id)
 Op = dict[str, Any]
@@ -44,6 +44,22 @@ class JobIndex:
         self.heap_entries = 0
         self.leases: list[Entry] = []
         self.seq = 0  # the largest seq assigned
+        #: Ids given to dispatch (job_id=): their job's fingerprint and until when they are remembered.
+        self.client_ids: dict[str, tuple[str, float]] = {}
+
+    def id_taken(self, job_id: str, now: float) -> str | None:
+        """The fingerprint remembered with ``job_id`` ("" if unknown) if a job with it is stored
+        or it is remembered at ``now``; None if it is free."""
+        entry = self.client_ids.get(job_id)
+        if entry is not None and (entry[1] > now or job_id in self.jobs or job_id in self.dead):
+            return entry[0]
+        if job_id in self.jobs or job_id in self.dead:
+            return ""
+        return None
+
+    def live_client_ids(self, now: float) -> dict[str, tuple[str, float]]:
+        """The remembered ids still worth keeping at ``now`` (for a snapshot)."""
+        return {i: e for i, e in self.client_ids.items() if e[1] > now or i in self.jobs or i in self.dead}
 
     def put(self, record: JobRecord) -> None:
         """Store ``record`` under its id, wherever its status says, replacing what was there."""
@@ -155,6 +171,8 @@ class JobIndex:
             raise ValueError("a pushed job must be pending")
         for record in records:
             self.put(record)
+        if "ids" in entry:
+            self.client_ids.update(client_ids_from_json(_items(entry, "ids"), "journal"))
 
     def _reserve(self, entry: Op) -> None:
         job_id, seq, attempts = str(entry["id"]), int(entry["seq"]), int(entry["attempts"])

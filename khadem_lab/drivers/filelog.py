@@ -3,6 +3,8 @@
 Layout of a storage directory (every file 0o600, the directory 0o700 when the driver creates it)::
 
     main.json          snapshot: {"format": 1, "generation": G, "seq": S, "jobs": [...]}, one job per line
+                       (and "ids": [[id, fingerprint, remember_until], ...] before "jobs", when
+                       ids given to dispatch are remembered)
     journal-G.log      operations since that snapshot, one JSON object per line, appended
     lock               flock()ed around every operation; holds the current generation number
     *.corrupt-N        bytes that could not be read, moved aside (never deleted)
@@ -35,7 +37,7 @@ LOCK = "lock"
 FILE_MODE = 0o600
 DIR_MODE = 0o700
 _JOURNAL = re.compile(r"^journal-(\d+)\.log$")
-_HEADER = re.compile(rb'^\{"format":(\d+),"generation":(\d+),"seq":(\d+),"jobs":\[$')
+_HEADER = re.compile(rb'^\{"format":(\d+),"generation":(\d+),"seq":(\d+),(?:"ids":(\[.*\]),)?"jobs":\[$')
 _FOOTER = b"]}"
 
 
@@ -231,14 +233,46 @@ class Snapshot:
     seq: int
     records: list[JobRecord]
     damaged: bool = False  # something was quarantined: rewrite it
+    client_ids: dict[str, tuple[str, float]] | None = None  # remembered ids given to dispatch
 
 
-def write_snapshot(path: Path, generation: int, seq: int, records: list[JobRecord]) -> int:
+def client_ids_from_json(data: object, path: Path | str) -> dict[str, tuple[str, float]]:
+    """The remembered ids of a snapshot or a push line, ``[[id, fingerprint, until], ...]``;
+    entries that are not that shape are skipped with a warning (an id is then not remembered)."""
+    found: dict[str, tuple[str, float]] = {}
+    if data is None:
+        return found
+    items = data if isinstance(data, list) else [data]
+    for item in items:
+        if (
+            isinstance(item, list)
+            and len(item) == 3
+            and isinstance(item[0], str)
+            and isinstance(item[1], str)
+            and isinstance(item[2], (int, float))
+            and not isinstance(item[2], bool)
+        ):
+            found[item[0]] = (item[1], float(item[2]))
+        else:
+            log.warning("%s: %r is not a remembered job id ([id, fingerprint, until]); skipped", path, item)
+    return found
+
+
+def write_snapshot(
+    path: Path,
+    generation: int,
+    seq: int,
+    records: list[JobRecord],
+    client_ids: dict[str, tuple[str, float]] | None = None,
+) -> int:
     """Write a snapshot to ``path`` (a temporary name) and fsync it; returns its size in bytes.
 
     The caller renames it over ``main.json``: a reader sees the old snapshot or the new one, whole.
     """
-    parts = [b'{"format":%d,"generation":%d,"seq":%d,"jobs":[' % (FORMAT, generation, seq)]
+    ids = b""
+    if client_ids:
+        ids = b'"ids":%s,' % dumps([[i, mark, until] for i, (mark, until) in client_ids.items()])
+    parts = [b'{"format":%d,"generation":%d,"seq":%d,%s"jobs":[' % (FORMAT, generation, seq, ids)]
     lines = [dumps(r.to_dict()) for r in records]
     if lines:
         parts.append(b",\n".join(lines))
@@ -291,7 +325,8 @@ def read_snapshot(path: Path) -> Snapshot:
             bad.append(json.dumps(item).encode())
     if bad:
         quarantine(path, b"\n".join(bad) + b"\n", f"{len(bad)} unreadable job(s) in the snapshot")
-    return Snapshot(generation, seq, records, damaged=bool(bad))
+    client_ids = client_ids_from_json(whole.get("ids"), path)
+    return Snapshot(generation, seq, records, damaged=bool(bad), client_ids=client_ids)
 
 
 def _salvage_snapshot(path: Path, data: bytes, error: ValueError | RecursionError) -> Snapshot:
@@ -321,7 +356,14 @@ def _salvage_snapshot(path: Path, data: bytes, error: ValueError | RecursionErro
             bad.append(line)
     if bad:
         quarantine(path, b"\n".join(bad) + b"\n", f"{len(bad)} unreadable line(s) in the snapshot")
-    return Snapshot(int(header.group(2)), int(header.group(3)), records, damaged=True)
+    ids: object = None
+    if header.group(4) is not None:
+        try:
+            ids = json.loads(header.group(4))
+        except ValueError:
+            log.warning("%s: the remembered job ids cannot be read; they are forgotten", path)
+    client_ids = client_ids_from_json(ids, path)
+    return Snapshot(int(header.group(2)), int(header.group(3)), records, damaged=True, client_ids=client_ids)
 
 
 # ============================================================================== journal

@@ -29,6 +29,9 @@ class InMemoryDriver(BaseQueueDriver):
         self._leases: list[tuple[float, int, str]] = []
         self._dead: dict[str, JobRecord] = {}
         self._seq = itertools.count(1)
+        #: Ids given to dispatch (job_id=): their job's fingerprint and how long they are remembered.
+        self._client_ids: dict[str, tuple[str, float]] = {}
+        self._client_ids_kept = 0  # how many were left after the last look for forgotten ones
         # The plain primitives (see BaseQueueDriver.push_now), unless a subclass overrides the
         # async one (a recording driver, the sync driver): then the base awaits that one.
         cls = type(self)
@@ -65,6 +68,41 @@ class InMemoryDriver(BaseQueueDriver):
             if heap is None:
                 heap = heaps[record.queue] = []
             heapq.heappush(heap, (record.available_at, record.seq, record))
+
+    async def push_new_records(
+        self, records: Sequence[JobRecord], fingerprints: Sequence[str], now: float, remember_until: float
+    ) -> list[str | None]:
+        known = self._client_ids
+        if len(known) > 2 * self._client_ids_kept + 64:
+            self._forget_client_ids(now)
+        found: list[str | None] = []
+        new: list[JobRecord] = []
+        for record, mark in zip(records, fingerprints, strict=True):
+            entry = known.get(record.id)
+            if entry is not None and (entry[1] > now or self._stores(record.id)):
+                found.append(entry[0])
+                continue
+            known[record.id] = (mark, remember_until)
+            found.append(None)
+            new.append(record)
+        if new:
+            await self.push_records(new)
+        return found
+
+    def _forget_client_ids(self, now: float) -> None:
+        """Drop the remembered ids whose time is up and whose job is gone (amortized O(1))."""
+        stored = self._stored_ids()
+        self._client_ids = {i: e for i, e in self._client_ids.items() if e[1] > now or i in stored}
+        self._client_ids_kept = len(self._client_ids)
+
+    def _stored_ids(self) -> set[str]:
+        ids = {entry[2].id for heap in self._heaps.values() for entry in heap}
+        return ids | self._reserved.keys() | self._dead.keys()
+
+    def _stores(self, job_id: str) -> bool:
+        """A job with this id is pending, reserved or dead (O(n) for a pending one: only asked
+        about an id whose remembered time is up)."""
+        return job_id in self._stored_ids()
 
     async def reserve_record(
         self, queues: Sequence[str] | None, now: float, worker: str | None

@@ -61,7 +61,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..clock import SystemClock
 from ..config import DriverConfig
-from ..errors import ConfigError, StorageError
+from ..errors import ConfigError, DispatchOutcomeUnknown, StorageError
 from ..records import LEASE_EXPIRED_ERROR, JobRecord, JobStatus, QueueCounts
 from .base import BaseQueueDriver
 from .rediskeys import fixed_keys, job_keys, key_part, lua_layout, prefix_of, queue_keys
@@ -120,7 +120,7 @@ def load_scripts() -> dict[str, str]:
 #: The scripts, one file each under ``redis_scripts/``; every queue change is one of them.
 SCRIPT_NAMES = (
     "push", "reserve", "ack", "release", "bury", "reclaim", "counts", "next_at", "clear", "dead_list",
-    "requeue", "purge", "list", "cancel",
+    "requeue", "purge", "list", "cancel", "push_ids",
 )  # fmt: skip
 DEAD_ID_SCRIPTS = ("requeue", "purge")
 _SCRIPTS: dict[str, str] | None = None
@@ -245,6 +245,7 @@ class RedisStorageDriver(BaseQueueDriver):
         self._counts, self._next_at = scripts["counts"], scripts["next_at"]
         self._list, self._cancel = scripts["list"], scripts["cancel"]
         self._renew = self.client.register_script(RENEW)  # self-contained (no prelude): redislease
+        self._push_ids = scripts["push_ids"]
         self._heads: dict[tuple[Any, ...], str] = {}
         self._foreign = 0
 
@@ -466,10 +467,67 @@ class RedisStorageDriver(BaseQueueDriver):
             args.append(head + tail + payload)  # the body: a JSON header line, the payload's JSON
         args[count_at] = count
         queues = queue_keys(self.prefix, (r.queue for r in records))
-        first = int(await self._script(self._push, *args, keys=queues))
+        first = int(await self._dispatch_script(self._push, args, queues, None, len(records)))
         for offset, record in enumerate(records):
             record.seq = first + offset
             record.id = str(record.seq)  # unique across processes, and the same in every rerun
+
+    async def push_new_records(
+        self, records: Sequence[JobRecord], fingerprints: Sequence[str], now: float, remember_until: float
+    ) -> list[str | None]:
+        """One script call: the jobs whose ids are free are stored, the others reported."""
+        args: list[str | int] = [repr(now), repr(remember_until)]
+        for record, mark in zip(records, fingerprints, strict=True):
+            payload = record.payload_json
+            if payload is None:
+                payload = json.dumps(record.payload, separators=COMPACT)
+            key = (record.timeout, record.queue, record.type, record.display_name, record.max_retries)
+            head = self._heads.get(key) or self._head(key)
+            body = f"{head},{record.created_at!r},{record.available_at!r}]\n{payload}"
+            args += (record.queue, repr(record.available_at), record.id, mark, body)
+        ids = [record.id for record in records]
+        queues = queue_keys(self.prefix, (r.queue for r in records))
+        replies = await self._dispatch_script(self._push_ids, args, queues, ids, len(ids))
+        return [None if reply is None else reply.decode() for reply in replies]
+
+    async def _dispatch_script(
+        self,
+        script: Script,
+        args: Sequence[str | int],
+        keys: Sequence[str],
+        ids: list[str] | None,
+        count: int,
+    ) -> Any:
+        """A dispatch's script call: as :meth:`_script`, but a connection lost after the command
+        was sent (a reply that never came) is DispatchOutcomeUnknown: the jobs may be stored."""
+        errors = self._redis.exceptions
+        all_keys = [*self._keys, *keys]
+        try:
+            if not self._overlaps():
+                return script(keys=all_keys, args=args)
+            client = self._async_client()
+            try:
+                return await client.evalsha(script.sha, len(all_keys), *all_keys, *args)
+            except self._no_script:
+                await client.script_load(script.script)
+                return await client.evalsha(script.sha, len(all_keys), *all_keys, *args)
+        except (errors.ConnectionError, errors.TimeoutError) as exc:
+            text = str(exc)
+            refused = (
+                errors.BusyLoadingError,
+                errors.AuthenticationError,
+                errors.AuthenticationWrongNumberOfArgsError,
+            )
+            if isinstance(exc, refused) or (
+                isinstance(exc, errors.ConnectionError) and "connecting to" in text
+            ):
+                raise self._storage_error(exc, None) from None  # refused, or never connected: not run
+            cause = f"Redis server {self.address}: {type(exc).__name__}: {_scrub(text, *self._secrets)}"
+            raise DispatchOutcomeUnknown(ids, count, cause) from None
+        except self._errors as exc:
+            raise (
+                await self._failed(exc, None) if self._overlaps() else self._storage_error(exc, None)
+            ) from None
 
     def _head(self, key: tuple[Any, ...]) -> str:
         """The body's header up to its two times: ``[timeout,queue,type,display_name,max_retries``."""
@@ -826,7 +884,7 @@ def _record(fields: Sequence[bytes | None]) -> JobRecord:
     timeout, head_queue, type_name, display_name, max_retries, created_at, first_at = head
     try:
         decoded = json.loads(payload_text)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested too deep to decode (not ours)
         decoded = None
     return JobRecord(
         id=job_id or "",

@@ -33,6 +33,7 @@ from ..records import JobRecord, JobStatus, QueueCounts
 from ..serialization import decode_stored_payload
 from .base import BaseQueueDriver
 from .filelog import check_not_world_writable, make_private_dirs, refuse_symlinks
+from .sqlitewal import check_wal, wal_path
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +82,10 @@ CREATE INDEX IF NOT EXISTS jobs_reserved ON jobs (reserved_until, seq) WHERE sta
 CREATE INDEX IF NOT EXISTS jobs_dead ON jobs (seq) WHERE status = 'dead';
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 INSERT OR IGNORE INTO counters (name, value) VALUES ('seq', 0);
+CREATE TABLE IF NOT EXISTS job_ids (
+    id TEXT PRIMARY KEY, fingerprint TEXT NOT NULL, remember_until REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS job_ids_until ON job_ids (remember_until);
 """
 
 
@@ -163,6 +168,36 @@ class SQLiteDriver(BaseQueueDriver):
                 f"INSERT INTO jobs ({COLUMNS}) VALUES ({', '.join('?' * 17)})",
                 [_row(r) for r in records],
             )
+
+    async def push_new_records(
+        self, records: Sequence[JobRecord], fingerprints: Sequence[str], now: float, remember_until: float
+    ) -> list[str | None]:
+        # Client ids are never digits only, so they never meet the ids taken from seq.
+        with self._transaction(durable=True) as conn:
+            conn.execute(
+                "DELETE FROM job_ids WHERE remember_until <= ? AND id NOT IN (SELECT id FROM jobs)", (now,)
+            )
+            found: list[str | None] = []
+            new: list[tuple[JobRecord, str]] = []
+            for record, mark in zip(records, fingerprints, strict=True):
+                row = conn.execute("SELECT fingerprint FROM job_ids WHERE id = ?", (record.id,)).fetchone()
+                if row is None and conn.execute("SELECT 1 FROM jobs WHERE id = ?", (record.id,)).fetchone():
+                    row = ("",)
+                found.append(None if row is None else str(row[0]))
+                if row is None:
+                    new.append((record, mark))
+            if new:
+                first = self._take_seqs(conn, len(new))
+                for offset, (record, _mark) in enumerate(new):
+                    record.seq = first + offset
+                conn.executemany(
+                    f"INSERT INTO jobs ({COLUMNS}) VALUES ({', '.join('?' * 17)})", [_row(r) for r, _ in new]
+                )
+                conn.executemany(
+                    "INSERT INTO job_ids (id, fingerprint, remember_until) VALUES (?, ?, ?)",
+                    [(r.id, mark, remember_until) for r, mark in new],
+                )
+            return found
 
     async def reserve_record(
         self, queues: Sequence[str] | None, now: float, worker: str | None
@@ -535,6 +570,7 @@ def _open(path: Path, busy_timeout: float) -> sqlite3.Connection:
     # SQLite follows symbolic links: check the database and its WAL and SHM files first.
     marker = Path(f"{path}{MARKER_SUFFIX}")
     refuse_symlinks(path, Path(f"{path}-wal"), Path(f"{path}-shm"), Path(f"{path}-journal"), marker)
+    _refuse_damaged_wal(path)
     created = False
     try:
         try:  # WAL/SHM files get its mode; O_EXCL|O_NOFOLLOW: never through a link planted since
@@ -569,6 +605,25 @@ def _open(path: Path, busy_timeout: float) -> sqlite3.Connection:
         conn.close()
         raise _storage_error(path, exc) from exc
     return conn
+
+
+def _refuse_damaged_wal(path: Path) -> None:
+    """Before SQLite reads the WAL (and, at the next checkpoint, loses what it ignored): refuse a
+    WAL whose damage would silently drop committed transactions (see :mod:`.sqlitewal`)."""
+    try:
+        damage = check_wal(wal_path(path))
+    except OSError as exc:
+        raise StorageError(
+            f"the SQLite write-ahead log {str(wal_path(path))!r} cannot be read: {exc.strerror or exc}"
+        ) from exc
+    if damage is None:
+        return
+    raise StorageError(
+        f"{damage.describe()}. The queue was not opened and nothing was changed. First copy "
+        f"{str(path)!r} and its -wal file aside (the dropped jobs can only be recovered from that "
+        "copy, by hand). To accept the loss and keep the transactions before the damage, checkpoint "
+        f"it once (sqlite3 {str(path)!r} 'PRAGMA wal_checkpoint(TRUNCATE)'), then open the queue again"
+    )
 
 
 def _check_identity(conn: sqlite3.Connection, path: Path, marker: Path, created: bool) -> None:

@@ -48,6 +48,9 @@ class SynchronousDriver(InMemoryDriver):
             record.seq = next(self._seq)
             self._inline[record.id] = record
 
+    def _stored_ids(self) -> set[str]:
+        return super()._stored_ids() | self._inline.keys()
+
     async def release_record(self, record: JobRecord) -> bool:
         if self._reserved.pop(record.id, None) is not record:
             return False  # cleared while it ran

@@ -24,12 +24,12 @@ from typing import Any, ClassVar, overload
 
 from ..backoff import Explicit, Exponential, ExponentialJitter, Fixed
 from ..clock import to_datetime
-from ..errors import KhademLabError, PermanentFailure
+from ..errors import JobIdConflict, KhademLabError, PermanentFailure
 from ..events import EventKind
 from ..execution import Outcome, execute
 from ..job import QueueJob
 from ..records import JobStatus
-from .harness import MakeQueue, QueueHarness, SkipCheck, needs_queue
+from .harness import MakeQueue, QueueHarness, SkipCheck, needs_job_ids, needs_queue
 
 K = EventKind
 CheckFunction = Callable[..., None]
@@ -1119,3 +1119,97 @@ def event_seq_is_strictly_increasing_across_jobs(make_queue: MakeQueue) -> None:
     seqs = [e.seq for e in queue.log.events]
     assert len(seqs) > 20 and seqs == sorted(set(seqs))
     assert [e.time for e in queue.log.events] == sorted(e.time for e in queue.log.events)
+
+
+# ============================================================================== client job ids
+@check
+def a_dispatch_repeated_with_its_job_id_stores_the_job_once(make_queue: MakeQueue) -> None:
+    """A dispatch sent again with the same job_id (a retry after a lost reply) stores nothing more."""
+    queue = make_queue()
+    needs_job_ids(queue)
+    queue.start_worker()
+    # Given a job dispatched with an id of the caller's choosing, due in 10 s
+    first = queue.dispatch(Task("order", work=5), 10, job_id="order-42")
+    # When the same dispatch is sent again while it waits, and again while it runs
+    again = queue.dispatch(Task("order", work=5), 10, job_id="order-42")
+    assert (first, again) == ("order-42", "order-42")
+    assert queue.size() == 1
+    queue.advance(12)
+    assert queue.dispatch_many([Task("order", work=5)], job_ids=["order-42"]) == ["order-42"]
+    queue.advance(30)
+    # Then it ran once, under that id, and was announced once
+    assert queue.starts() == [(10, "order-42")]
+    assert [e.job_id for e in queue.events(None, K.DISPATCHED)] == ["order-42"]
+    assert [e.job_id for e in queue.events(None, K.COMPLETED)] == ["order-42"]
+    assert queue.size() == 0
+
+
+@check
+def a_completed_jobs_id_is_remembered_for_remember_job_ids(make_queue: MakeQueue) -> None:
+    """Once its job completed, an id stays taken for ``remember_job_ids`` after its dispatch."""
+    queue = make_queue()
+    needs_job_ids(queue)
+    queue.driver.remember_job_ids = 3600
+    queue.start_worker()
+    queue.dispatch(Task("a"), job_id="report-1")
+    queue.advance(60)
+    # Within the hour: the retry of that dispatch stores nothing
+    queue.dispatch(Task("a"), job_id="report-1")
+    queue.advance(60)
+    assert queue.starts() == [(0, "report-1")] and queue.size() == 0
+    # After it: the id is free again, and a dispatch with it is a new job
+    queue.advance(3600 - 120)
+    queue.dispatch(Task("a"), job_id="report-1")
+    queue.advance(60)
+    assert queue.starts() == [(0, "report-1"), (3600, "report-1")]
+
+
+@check
+def a_different_job_under_a_taken_job_id_is_refused(make_queue: MakeQueue) -> None:
+    """Another job (other data) with a taken job_id raises JobIdConflict and stores nothing."""
+    queue = make_queue()
+    needs_job_ids(queue)
+    queue.register(Task)
+    queue.dispatch(Task("pay 10"), 60, job_id="order-7")
+    with raises(JobIdConflict, "'order-7' is already taken by a different job"):
+        queue.run(queue.driver.push(Task("pay 99"), 60, job_id="order-7"))
+    assert queue.size() == 1
+    if not queue.runs_inline:  # (the sync driver would run order-8 inside the dispatch first)
+        # A batch stores the jobs whose ids are free, then reports the conflict
+        with raises(JobIdConflict, "order-7"):
+            queue.run(queue.driver.push_many([Task("x"), Task("pay 99")], 60, job_ids=["order-8", "order-7"]))
+        assert queue.size() == 2
+        assert [e.job_id for e in queue.events(None, K.DISPATCHED)] == ["order-7", "order-8"]
+
+
+@check
+def a_dead_jobs_id_stays_taken_after_its_remembered_time(make_queue: MakeQueue) -> None:
+    """A dead-lettered job keeps its id taken: a dispatch with it stores nothing."""
+    queue = make_queue(max_retries=0)
+    needs_job_ids(queue)
+    queue.driver.remember_job_ids = 1
+    queue.dispatch(Task("d", fail_until=1), job_id="dies-once")
+    if not queue.runs_inline:
+        assert queue.process() is True
+    queue.advance(10)  # past the remembered time: the dead job alone keeps the id taken
+    assert [d.id for d in queue.dead()] == ["dies-once"]
+    queue.dispatch(Task("d", fail_until=1), job_id="dies-once")
+    queue.advance(10)
+    assert queue.size() == 0 and len(queue.dead()) == 1
+    assert [e.job_id for e in queue.events(None, K.DISPATCHED)] == ["dies-once"]
+
+
+@check
+def job_ids_are_checked_before_anything_is_stored(make_queue: MakeQueue) -> None:
+    """A job_id that is not a usable id, or one given twice in a batch, is refused, naming it."""
+    queue = make_queue()
+    needs_job_ids(queue)
+    queue.register(Task)
+    for bad in ["", "42", "a b", "x" * 201, 42, "na\u00efve"]:
+        with raises(KhademLabError, "job_id must be a string of 1 to 200"):
+            queue.run(queue.driver.push(Task(), job_id=bad))
+    with raises(KhademLabError, "job_id 'a-1' is given twice"):
+        queue.run(queue.driver.push_many([Task(), Task()], job_ids=["a-1", "a-1"]))
+    with raises(KhademLabError, "1 id\\(s\\) for 2 job\\(s\\)"):
+        queue.run(queue.driver.push_many([Task(), Task()], job_ids=["a-1"]))
+    assert queue.size() == 0 and queue.events(None, K.DISPATCHED) == []

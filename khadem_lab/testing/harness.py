@@ -96,8 +96,10 @@ class QueueHarness:
         *,
         at: datetime | None = None,
         queue: str | None = None,
+        job_id: str | None = None,
     ) -> str:
-        return self.dispatch_many([job], delay, at=at, queue=queue)[0]
+        ids = None if job_id is None else [job_id]
+        return self.dispatch_many([job], delay, at=at, queue=queue, job_ids=ids)[0]
 
     def dispatch_many(
         self,
@@ -106,14 +108,19 @@ class QueueHarness:
         *,
         at: datetime | None = None,
         queue: str | None = None,
+        job_ids: Sequence[str] | None = None,
     ) -> list[str]:
+        """Dispatch ``jobs``; their ids. On a driver that runs jobs inside dispatch, the push runs
+        as a task until it waits, and the ids are ``job_ids`` or those of the jobs it stored."""
         for job in jobs:
             self.register(type(job))
         if not self.runs_inline:
-            return self.run(self.driver.push_many(jobs, delay, at=at, queue=queue))
+            return self.run(self.driver.push_many(jobs, delay, at=at, queue=queue, job_ids=job_ids))
         seen = len(self.log)
-        self.sim.spawn(_awaited(self.driver.push_many(jobs, delay, at=at, queue=queue)))
+        self.sim.spawn(_awaited(self.driver.push_many(jobs, delay, at=at, queue=queue, job_ids=job_ids)))
         self.advance(0)  # the push runs now, until it waits (a delay, a retry, a job's work)
+        if job_ids is not None:
+            return list(job_ids)
         return [e.job_id for e in list(self.log)[seen:] if e.kind is EventKind.DISPATCHED]
 
     def start_worker(
@@ -231,4 +238,14 @@ def needs_queue(harness: QueueHarness) -> None:
     if harness.runs_inline:
         raise SkipCheck(
             f"{harness.case.name} runs jobs inside dispatch: nothing is queued for reserve or workers"
+        )
+
+
+def needs_job_ids(harness: QueueHarness) -> None:
+    """Skip, saying why, for drivers without :meth:`~BaseQueueDriver.push_new_records` (their
+    dispatch refuses ``job_id=`` with an error that says so); a driver that has it is held to it."""
+    if type(harness.driver).push_new_records is BaseQueueDriver.push_new_records:
+        raise SkipCheck(
+            f"{harness.case.name} has no push_new_records: dispatch with job_id= is refused; implement "
+            "it to make a retried dispatch safe"
         )

@@ -12,7 +12,7 @@
 local SEQ, QUEUES, RESERVED, DEAD, FOREIGN = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local P = string.sub(SEQ, 1, -#SEQ_NAME - 1)  -- the queue's prefix
 local NOTES = {}
-local MEMBER = '^' .. string.rep('%d', 20) .. ':(%d+)$'
+local MEMBER = '^' .. string.rep('%d', 20) .. ':([^|]+)$'  -- ids: digits, or a client's job_id
 local ENTRY = '^([^|]+)|(' .. string.rep('%d', 20) .. ':%d+)$'
 local function kind(key) return redis.call('TYPE', key)['ok'] end
 -- the fixed keys hold what the driver writes there (or nothing): an error text otherwise

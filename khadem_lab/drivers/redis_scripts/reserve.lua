@@ -64,6 +64,10 @@ local function claim(queue, m, listed, list, zset)
   local timeout = tonumber(string.match(body, '^%[([^,]*),') or '') or 0
   local untl = string.format('%.17g', tonumber(now) + tonumber(ARGV[2]) + timeout)
   redis.call('HINCRBY', state, 'attempts', 1)
+  -- the seq is the id for a job dispatched without job_id; any other keeps its member's seq
+  if not string.match(id, '^%d+$') and not redis.call('HGET', state, 'seq') then
+    redis.call('HSET', state, 'seq', string.format('%d', tonumber(string.sub(m, 1, 20))))
+  end
   if ARGV[3] == '' then
     redis.call('HSET', state, 'status', 'reserved', 'reserved_until', untl, 'queue', queue)
   else
