@@ -16,6 +16,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import io
+import logging
 import math
 import os
 import random
@@ -34,6 +35,8 @@ from .clock import VirtualClock, to_datetime, to_seconds, to_timestamp
 from .errors import BackgroundTaskError, LivelockError, SimulationError, SimulationStalled
 from .vloop import VirtualTimeLoop
 from .watchdog import Preempted, Stall, Watchdog
+
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
@@ -434,7 +437,10 @@ class Simulation:
         error = context.get("exception")
         if isinstance(error, Preempted):
             return  # reported by the stall
-        self._errors.append(error if error is not None else SimulationError(context["message"]))
+        if error is None:  # a notice (a library's "Unclosed ... client"), not an error of a task
+            log.warning("on the simulation's loop: %s", context.get("message", context))
+            return
+        self._errors.append(error)
         self.loop.stop()
 
 

@@ -152,6 +152,23 @@ def test_a_failing_background_task_stops_the_advance_at_its_virtual_time(sim: Si
     assert ticks == [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]
 
 
+def test_a_library_notice_without_an_error_is_logged_not_fatal(
+    sim: Simulation, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A client of another library garbage-collected while the simulation runs tells the running
+    # loop "Unclosed ... client" (redis-py's cluster client does): a notice, not an error of the
+    # simulation; it stopped an unrelated advance before.
+    async def notice_then_work() -> str:
+        asyncio.get_running_loop().call_exception_handler({"message": "Unclosed SomeClient client"})
+        await asyncio.sleep(2)
+        return "done"
+
+    with caplog.at_level("WARNING", logger="khadem_lab.simulation"):
+        assert sim.run(notice_then_work()) == "done"
+    assert sim.now() == at(2)
+    assert "Unclosed SomeClient client" in caplog.text
+
+
 def test_waiting_for_what_can_never_happen_is_a_clear_error(sim: Simulation) -> None:
     qm = QueueManager(clock=sim.clock)
     stalled = r"^QueueManager\.start_worker waits .*run_in_background=True"
