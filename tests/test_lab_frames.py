@@ -14,9 +14,12 @@ pd = pytest.importorskip("pandas")
 
 from khadem_lab import (  # noqa: E402
     DEFAULT_START,
+    BaseQueueDriver,
+    DriverConfig,
     EventLog,
     Exponential,
     ExponentialJitter,
+    InMemoryDriver,
     QueueJob,
     QueueManager,
     Simulation,
@@ -336,15 +339,25 @@ class Unbounded(QueueJob):
         await asyncio.sleep(self.seconds)
 
 
+class NoRenewal(InMemoryDriver):
+    """A driver that cannot renew leases (a custom driver without renew_records): a live worker's
+    lease then runs out under a long run, as it did for every driver before lease renewal."""
+
+    renew_records = BaseQueueDriver.renew_records
+
+
 def test_wait_after_a_lease_that_ran_out_under_a_live_run() -> None:
-    # Given a 100 s job under a 60 s lease on a live worker with two slots
+    # Given a 100 s job under a 60 s lease that cannot be renewed, on a live worker with two slots
     async def setup(qm: QueueManager) -> None:
+        driver = NoRenewal(DriverConfig(name="norenew", lease_time=timedelta(seconds=60)))
+        qm.register_driver("norenew", driver)
+        qm.set_default_driver("norenew")
         await qm.dispatch(Unbounded())
         await qm.start_worker(run_in_background=True, concurrency=2, name="w")
 
     # When it runs: each lease ends at 60 s and the other slot runs it again at once, while the
     # first run goes on to 100 s (its settle then changes nothing: lease_lost)
-    log, _ = run(setup, 400, lease_time=timedelta(seconds=60))
+    log, _ = run(setup, 400)
     attempts = frames.attempts(log)
     assert attempts["outcome"].tolist() == ["lease_lost"] * 4
     assert attempts["started"].tolist() == [at(0), at(60), at(120), at(180)]
