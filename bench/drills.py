@@ -37,7 +37,6 @@ import logging
 import os
 import random
 import shutil
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -51,6 +50,7 @@ from typing import Any
 from harness import run_meta
 
 from khadem_lab import KhademLabError, QueueJob, QueueManager, register_queue_jobs
+from khadem_lab.testing.redis_server import RedisServer
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
@@ -122,50 +122,6 @@ def child(*args: str) -> subprocess.Popen[bytes]:
 
 
 # ============================================================================== the stores
-class PrivateRedis:
-    """A redis-server of the drills' own: appendonly (fsync every second), in a temporary dir."""
-
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-        self.port = next(p for p in range(7250, 7300) if _free(p))
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "yes", "--appendfsync", "everysec", "--dir", str(self.directory)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        import redis
-
-        deadline = time.monotonic() + 30
-        with redis.Redis.from_url(self.url) as client:
-            while True:
-                try:
-                    client.ping()
-                    return
-                except (redis.ConnectionError, redis.BusyLoadingError):
-                    if time.monotonic() > deadline:
-                        raise
-                    time.sleep(0.02)
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait()
-
-
-def _free(port: int) -> bool:
-    with socket.socket() as probe:
-        try:
-            probe.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
 def config_for(kind: str, directory: Path, redis_url: str | None, name: str) -> dict[str, Any]:
     entry: dict[str, Any] = {"driver": kind, "poll_interval": 0.05, "lease_time": 2.0, "max_retries": 5}
     if kind == "redis":
@@ -271,7 +227,7 @@ def confirmed_batches(done_log: Path) -> tuple[int, int, dict[str, int]]:
 
 # ============================================================================== timed drills
 def timed_drill(
-    kind: str, seconds: float, work_dir: Path, redis: PrivateRedis | None, *, kills: bool, restarts: bool
+    kind: str, seconds: float, work_dir: Path, redis: RedisServer | None, *, kills: bool, restarts: bool
 ) -> dict[str, Any]:
     directory = Path(tempfile.mkdtemp(dir=work_dir))
     config = config_for(kind, directory, redis.url if redis else None, f"drill-{directory.name}")
@@ -337,7 +293,7 @@ def timed_drill(
     return figures
 
 
-def load_drill(kind: str, work_dir: Path, redis: PrivateRedis | None, jobs: int = 3000) -> dict[str, Any]:
+def load_drill(kind: str, work_dir: Path, redis: RedisServer | None, jobs: int = 3000) -> dict[str, Any]:
     directory = Path(tempfile.mkdtemp(dir=work_dir))
     config = config_for(kind, directory, redis.url if redis else None, f"load-{directory.name}")
     log, drain = directory / "runs.log", directory / "drain"
@@ -369,7 +325,7 @@ def load_drill(kind: str, work_dir: Path, redis: PrivateRedis | None, jobs: int 
 
 
 # ============================================================================== poison
-def poison_drill(kind: str, work_dir: Path, redis: PrivateRedis | None) -> dict[str, Any]:
+def poison_drill(kind: str, work_dir: Path, redis: RedisServer | None) -> dict[str, Any]:
     """Foreign entries first, then 200 good jobs; one in-process worker until all is settled."""
     directory = Path(tempfile.mkdtemp(dir=work_dir))
     config = config_for(kind, directory, redis.url if redis else None, f"poison-{directory.name}")
@@ -530,12 +486,12 @@ def main() -> None:
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="khadem-drills-") as tmp:
         work_dir = Path(tmp)
-        redis: PrivateRedis | None = None
+        redis: RedisServer | None = None
         if any("redis" in n for n in wanted):
             if shutil.which("redis-server") is None:
                 sys.exit("redis-server is not installed: drop the redis drills with --only")
             (work_dir / "redis").mkdir()
-            redis = PrivateRedis(work_dir / "redis")
+            redis = RedisServer(work_dir / "redis", ports=range(7250, 7300))
             redis.start()
         try:
             for name in wanted:

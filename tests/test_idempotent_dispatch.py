@@ -31,6 +31,7 @@ from khadem_lab import DispatchOutcomeUnknown, JobIdConflict, QueueJob, QueueMan
 from khadem_lab.drivers.file import FileStorageDriver
 from khadem_lab.drivers.redis import RedisStorageDriver
 from khadem_lab.drivers.sqlite import SQLiteDriver
+from khadem_lab.testing.redis_server import RedisServer, free_port
 
 from .worker_process import Numbered
 
@@ -50,63 +51,16 @@ class Order(QueueJob):
 
 
 # ============================================================================== real servers
-def free_port() -> int:
-    for port in PORTS:
-        with socket.socket() as probe:
-            try:
-                probe.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    pytest.skip("no free port in 7200-7299 for a private redis-server")
-
-
-class PrivateRedis:
-    """A redis-server of this test's own (appendonly, fsync every second, in ``directory``)."""
-
-    def __init__(self, directory: Path) -> None:
-        if shutil.which("redis-server") is None:
-            if os.environ.get("CI") == "true":
-                pytest.fail("redis-server is not installed")
-            pytest.skip("redis-server is not installed")
-        self.directory = directory
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "yes", "--appendfsync", "everysec", "--dir", str(self.directory)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        import redis
-
-        deadline = time.monotonic() + 20
-        with redis.Redis.from_url(self.url) as client:
-            while True:
-                try:
-                    client.ping()
-                    return
-                except (redis.ConnectionError, redis.BusyLoadingError):
-                    assert time.monotonic() < deadline, "the private redis-server did not start"
-                    time.sleep(0.02)
-
-    def stop(self, sig: int) -> None:
-        assert self.process is not None
-        self.process.send_signal(sig)
-        self.process.wait()
-
-    def close(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
-
-
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[PrivateRedis]:
-    private = PrivateRedis(tmp_path)
+def server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A redis-server of this test's own (appendonly, fsync every second, in ``tmp_path``)."""
+    if shutil.which("redis-server") is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("redis-server is not installed")
+        pytest.skip("redis-server is not installed")
+    if free_port(PORTS) is None:
+        pytest.skip("no free port in 7200-7299 for a private redis-server")
+    private = RedisServer(tmp_path, ports=PORTS)
     private.start()
     try:
         yield private
@@ -184,7 +138,7 @@ def redis_holds_each_once(qm: QueueManager, ids: list[str], size: int) -> None:
 
 # ============================================================================== lost replies
 def test_a_lost_reply_is_outcome_unknown_and_the_retry_with_the_same_ids_stores_nothing_twice(
-    server: PrivateRedis,
+    server: RedisServer,
 ) -> None:
     relay = ReplyDropper(server.port)
     jobs = [Numbered(n) for n in range(2000)]
@@ -225,7 +179,7 @@ def test_a_lost_reply_is_outcome_unknown_and_the_retry_with_the_same_ids_stores_
         relay.close()
 
 
-def test_a_lost_reply_without_job_ids_says_a_retry_may_store_the_jobs_twice(server: PrivateRedis) -> None:
+def test_a_lost_reply_without_job_ids_says_a_retry_may_store_the_jobs_twice(server: RedisServer) -> None:
     relay = ReplyDropper(server.port)
 
     async def run() -> None:
@@ -266,7 +220,7 @@ def test_a_server_that_cannot_be_reached_is_not_outcome_unknown(tmp_path: Path) 
 # ============================================================================== killed server
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
 def test_a_server_killed_during_a_large_dispatch_batch_then_retried_stores_each_job_once(
-    server: PrivateRedis, sig: int
+    server: RedisServer, sig: int
 ) -> None:
     """Whenever the kill lands (before, during or after the script), the caller gets an answer it
     can act on, and retrying with the same ids until it works stores every job exactly once."""

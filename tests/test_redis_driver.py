@@ -9,8 +9,7 @@ import asyncio
 import os
 import random
 import shutil
-import socket
-import subprocess
+import signal
 import sys
 import time
 from collections.abc import Iterator
@@ -42,6 +41,7 @@ from khadem_lab import (
     StorageError,
     UnregisteredJobError,
 )
+from khadem_lab.testing.redis_server import RedisServer
 
 from . import conftest
 from .conftest import REDIS_URL, require_redis
@@ -436,49 +436,15 @@ def test_without_redis_py_the_package_works_and_the_driver_says_what_to_install(
 
 
 # ================================================================================ private servers
-class RedisServer:
-    """A redis-server of the test's own, on a free port, with its append-only file in ``directory``
-    (so its data survives a kill and a restart)."""
+def all_keys(server: RedisServer) -> list[str]:
+    with redis.Redis.from_url(server.url) as client:
+        return sorted(k.decode() for k in client.scan_iter(count=1000))
 
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.process: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "yes", "--appendfsync", "always", "--dir", str(self.directory)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        deadline = time.monotonic() + 10
-        with redis.Redis.from_url(self.url, socket_connect_timeout=1) as client:
-            while True:
-                try:
-                    client.ping()
-                    return
-                except redis.ConnectionError:
-                    if time.monotonic() > deadline or self.process.poll() is not None:
-                        raise
-                    time.sleep(0.01)
-
-    def kill(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
-
-    def restart(self, downtime: float) -> None:
-        self.kill()
-        time.sleep(downtime)
-        self.start()
-
-    def all_keys(self) -> list[str]:
-        with redis.Redis.from_url(self.url) as client:
-            return sorted(k.decode() for k in client.scan_iter(count=1000))
+def restart(server: RedisServer, downtime: float) -> None:
+    server.stop(signal.SIGKILL)
+    time.sleep(downtime)  # the outage, in real time: the server is down while the worker runs on
+    server.start()
 
 
 @pytest.fixture
@@ -488,10 +454,10 @@ def private_redis(tmp_path: Path) -> Iterator[RedisServer]:
         if os.environ.get("CI") == "true":
             pytest.fail(message)
         pytest.skip(message)
-    server = RedisServer(tmp_path)
+    server = RedisServer(tmp_path, appendfsync="always")  # its data survives a kill and a restart
     server.start()
     yield server
-    server.kill()
+    server.close()
 
 
 @pytest.mark.realtime
@@ -507,12 +473,12 @@ def test_a_run_touches_only_keys_under_its_prefix_and_clear_and_purge_remove_the
     assert [d.id for d in sim.run(driver.dead_letters.list())] == ["2", "3"]
     sim.run(driver.dead_letters.requeue("2"))
     sim.advance(seconds=11)  # 2 fails again, is retried 10 s later, fails again: dead again
-    keys = private_redis.all_keys()
+    keys = all_keys(private_redis)
     assert keys and all(k.startswith("khadem:{shop}:") for k in keys), keys
     sim.run(worker.stop())
     assert sim.run(driver.clear()) == 1
     assert sim.run(driver.dead_letters.purge()) == 2
-    assert private_redis.all_keys() == ["khadem:{shop}:seq"]  # only the id counter stays
+    assert all_keys(private_redis) == ["khadem:{shop}:seq"]  # only the id counter stays
 
 
 @pytest.mark.realtime
@@ -572,7 +538,7 @@ def test_a_redis_restart_during_a_run_loses_no_job(registry: JobRegistry, privat
         )
         while len(Counted.done) < n // 3:
             await asyncio.sleep(0.001)
-        await asyncio.to_thread(private_redis.restart, 0.2)  # the worker runs on during the outage
+        await asyncio.to_thread(restart, private_redis, 0.2)  # the worker runs on during the outage
         deadline = time.monotonic() + 30
         while (set(Counted.done) != set(range(n)) or await driver.size()) and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
