@@ -178,23 +178,25 @@ class _Strings:
 
 
 def _strings(blocks: list[tuple[Block, int, int]], field: str) -> _Strings:
-    """A string field over all blocks: each block's codes mapped into one table of values."""
-    local: list[np.ndarray] = []
+    """A string field over all blocks: each block's codes mapped into one table of values, written
+    block by block into one int32 array (no temporary the size of the whole log)."""
     tables: list[Any] = []
-    offsets = [0]
-    for block, start, stop in blocks:
-        local.append(_array(getattr(block, field), np.int8)[start:stop].astype(np.int64))
-        values = getattr(block, field + "_values")
-        tables.extend(values)
-        offsets.append(offsets[-1] + len(values))
+    for block, _, _ in blocks:
+        tables.extend(getattr(block, field + "_values"))
     if not tables:
-        return _Strings(np.empty(0, dtype=np.int64), np.empty(0, dtype=object))
+        return _Strings(np.empty(0, dtype=np.int32), np.empty(0, dtype=object))
     table = np.empty(len(tables), dtype=object)
     table[:] = tables
     global_code, values = pd.factorize(table)  # None: -1
     global_code = global_code.astype(np.int32)
-    parts = zip(local, offsets[:-1], strict=True)
-    codes = np.concatenate([global_code[part + offset] for part, offset in parts])
+    codes = np.empty(sum(stop - start for _, start, stop in blocks), dtype=np.int32)
+    offset = at = 0
+    for block, start, stop in blocks:
+        local = _array(getattr(block, field), np.int8)[start:stop].astype(np.intp)
+        local += offset
+        codes[at : at + stop - start] = global_code[local]
+        offset += len(getattr(block, field + "_values"))
+        at += stop - start
     return _Strings(codes, np.asarray(values, dtype=object))
 
 
@@ -228,10 +230,14 @@ class _Columns:
 
     @cached_property
     def seq(self) -> np.ndarray:
-        parts = [
-            _array(b.seq, np.int8)[start:stop].astype(np.int64) + b.seq_base for b, start, stop in self.blocks
-        ]
-        return np.concatenate(parts) if parts else np.empty(0, dtype=np.int64)
+        out = np.empty(self.n, dtype=np.int64)
+        at = 0
+        for block, start, stop in self.blocks:  # written in place, block by block
+            part = out[at : at + stop - start]
+            part[:] = _array(block.seq, np.int8)[start:stop]
+            part += block.seq_base
+            at += stop - start
+        return out
 
     @cached_property
     def kind(self) -> np.ndarray:
@@ -287,16 +293,12 @@ class _Columns:
     def attempt_keys(self) -> np.ndarray:
         """One int per (job, delivery generation, attempt): a requeue from the dead letters starts
         the attempts of a job again from 1, as a new generation."""
-        requeued = self.kind == _REQUEUED
-        if requeued.any():
-            generation = (
-                pd.Series(requeued.astype(np.int64)).groupby(self.job_code).cumsum().to_numpy(np.int64)
-            )
-        else:
-            generation = np.zeros(self.n, dtype=np.int64)
         keys: np.ndarray = self.job_code.astype(np.int64)
         keys <<= 32
-        keys |= generation << 20
+        requeued = self.kind == _REQUEUED
+        if requeued.any():
+            generation = pd.Series(requeued.astype(np.int64)).groupby(self.job_code).cumsum()
+            keys |= generation.to_numpy(np.int64) << 20
         keys |= self.attempt
         return keys
 
@@ -325,13 +327,20 @@ def _tz(tz: TZ) -> Any:
     return "UTC" if tz is None else tz
 
 
+_UTC_MICROS = pd.DatetimeTZDtype("us", "UTC")
+
+
 def _times(seconds: np.ndarray, tz: TZ) -> pd.DatetimeIndex:
-    """Float epoch seconds (NaN: missing) as aware microsecond timestamps in ``tz``."""
-    micros = np.round(np.asarray(seconds, dtype=np.float64) * 1e6)
+    """Float epoch seconds (NaN: missing) as aware microsecond timestamps in ``tz``. The int64
+    epoch microseconds become the index without a copy (``tz_localize`` would make two)."""
+    micros = np.multiply(seconds, 1e6, dtype=np.float64)
+    np.round(micros, out=micros)
     missing = np.isnan(micros)
-    ints = np.where(missing, 0, micros).astype(np.int64)
+    micros[missing] = 0
+    ints = micros.astype(np.int64)
+    del micros
     ints[missing] = _NAT
-    index = pd.DatetimeIndex(ints.view("datetime64[us]")).tz_localize("UTC")
+    index = pd.DatetimeIndex(ints, dtype=_UTC_MICROS, copy=False)  # ints: epoch microseconds, UTC
     return index.tz_convert(_tz(tz))
 
 
@@ -380,104 +389,146 @@ def attempts(source: Source, tz: TZ = None) -> pd.DataFrame:
     lease's end if the run outlived its lease) to start; ``retry_delay`` (s) the delay scheduled
     after this attempt (NaN if none).
     """
-    c = _columns(source)
-    return _attempts(c, tz)[0]
+    return _attempts(_columns(source), tz)
 
 
-def _attempts(c: _Columns, tz: TZ) -> tuple[pd.DataFrame, np.ndarray]:
-    """The attempts frame, and the job code of each of its rows."""
-    keys = c.attempt_keys
-    in_attempt = c.is_kind(*_ATTEMPT_KINDS) & (c.attempt >= 1)
+#: Events whose attempt rows are looked up per slice (the hash lookup's int64 temporary stays small).
+_LOOKUP_SLICE = 1 << 20
+
+
+def _attempt_rows(c: _Columns) -> tuple[np.ndarray, np.ndarray]:
+    """The attempts, in the order they began: each one's key (:attr:`_Columns.attempt_keys`) and
+    the index of its first event."""
+    in_attempt = c.is_kind(*_ATTEMPT_KINDS)
+    in_attempt &= c.attempt >= 1
     idx = np.flatnonzero(in_attempt)
-    row_keys, first = np.unique(keys[idx], return_index=True)
-    order = np.argsort(first, kind="stable")  # the order in which attempts began
-    row_keys = row_keys[order]
-    first_event = idx[first[order]]
+    del in_attempt
+    codes, row_keys = pd.factorize(c.attempt_keys[idx])  # in order of first appearance
+    first_event = np.empty(len(row_keys), dtype=np.intp)
+    first_event[codes[::-1]] = idx[::-1]  # reversed: the first event is written last
+    return np.asarray(row_keys, dtype=np.int64), first_event
+
+
+def _take(values: np.ndarray, at: np.ndarray) -> np.ndarray:
+    """``values[at]`` as floats, NaN where ``at`` is -1."""
+    out = np.full(len(at), np.nan)
+    found = at >= 0
+    out[found] = values[at[found]]
+    return out
+
+
+def _lookup(row_of: np.ndarray, n: int, mask: np.ndarray, *, last: bool = False) -> np.ndarray:
+    """For each of ``n`` rows, the index of its first (or last) event selected by ``mask``, given
+    each event's row (``row_of``, -1: none); -1 where no event is selected."""
+    sel = np.flatnonzero(mask)
+    rows = row_of[sel]
+    keep = rows >= 0
+    rows, sel = rows[keep], sel[keep]
+    at = np.full(n, -1, dtype=np.intp)
+    if last:
+        at[rows] = sel  # the last write wins
+    else:
+        at[rows[::-1]] = sel[::-1]
+    return at
+
+
+def _attempts(c: _Columns, tz: TZ) -> pd.DataFrame:
+    """The attempts frame. Each column is finished before the next one starts, and what it needed
+    is let go: the peak stays near the events' own columns plus a few per-attempt arrays."""
+    row_keys, first_event = _attempt_rows(c)
     n = len(row_keys)
     position = pd.Index(row_keys)
+    row_of = np.empty(c.n, dtype=np.int32 if n < 1 << 31 else np.int64)  # each event's row, or -1
+    keys = c.attempt_keys
+    for start in range(0, c.n, _LOOKUP_SLICE):
+        row_of[start : start + _LOOKUP_SLICE] = position.get_indexer(keys[start : start + _LOOKUP_SLICE])
+    previous = position.get_indexer(row_keys - 1)  # the attempt before, in the same generation
+    del position, row_keys
 
-    def lookup(mask: np.ndarray, *, last: bool = False) -> tuple[np.ndarray, np.ndarray]:
-        """For each row: whether an event selected by ``mask`` exists, and the first (or last)
-        one's index into the columns."""
-        sel = np.flatnonzero(mask)
-        if last:
-            sel = sel[::-1]
-        rows = position.get_indexer(keys[sel])
-        found = np.zeros(n, dtype=bool)
-        at = np.zeros(n, dtype=np.intp)
-        keep = rows >= 0
-        rows, sel = rows[keep], sel[keep]
-        rows_rev, sel_rev = rows[::-1], sel[::-1]  # the first match is written last
-        at[rows_rev] = sel_rev
-        found[rows] = True
-        return found, at
+    def lookup(mask: np.ndarray, *, last: bool = False) -> np.ndarray:
+        return _lookup(row_of, n, mask, last=last)
 
-    def times_of(found: np.ndarray, at: np.ndarray) -> np.ndarray:
-        return np.where(found, c.t[at], np.nan)
+    res_at = lookup(c.kind == _RESERVED)
+    start_at = lookup(c.kind == _STARTED)
+    workers = c.strings("worker")
+    worker_at = np.where(res_at >= 0, res_at, start_at)
+    worker = np.where(worker_at >= 0, workers.codes[worker_at], -1)
+    worker_column = _Strings(worker, workers.values).category(extra=("",))
+    reserved = _times(_take(c.t, res_at), tz)
+    started = _take(c.t, start_at)
+    del workers, worker_at, worker, res_at, start_at
 
-    has_res, res_at = lookup(c.kind == _RESERVED)
-    has_start, start_at = lookup(c.kind == _STARTED)
-    has_end, end_at = lookup(c.is_kind(*_ENDERS), last=True)
-    has_final, final_at = lookup(c.is_kind(_DEAD, _DISCARDED))
-    has_retry, retry_at = lookup(c.kind == _RETRY)
-
-    reserved = times_of(has_res, res_at)
-    started = times_of(has_start, start_at)
+    end_at = lookup(c.is_kind(*_ENDERS), last=True)
+    final_at = lookup(c.is_kind(_DEAD, _DISCARDED))
+    has_end = end_at >= 0
+    only_final = ~has_end & (final_at >= 0)  # dead-lettered or discarded without an end event
     end_kind = np.where(has_end, c.kind[end_at], -1)
-    ended = np.where(has_end, c.t[end_at], np.where(has_final, c.t[final_at], np.nan))
+    ended = _take(c.t, end_at)
+    ended[only_final] = c.t[final_at[only_final]]
 
     # the error's text, as a code into errors.values (-1: none)
     errors = c.strings("error")
-    error = np.where(has_end, errors.codes[end_at] if n else end_at, -1)
-    error = np.where(~has_end & has_final, errors.codes[final_at] if n else final_at, error)
-    error = np.where(end_kind == _EXPIRED, -1, error)
+    error = np.full(n, -1, dtype=np.int32)
+    error[has_end] = errors.codes[end_at[has_end]]
+    error[only_final] = errors.codes[final_at[only_final]]
+    error[end_kind == _EXPIRED] = -1
+    del end_at, final_at, has_end
     error_names = pd.Series(errors.values, dtype="str")
     timed_out = np.append(error_names.str.startswith("JobTimeoutError").fillna(False).to_numpy(bool), False)
     stalled = np.append(error_names.str.startswith("JobStalledError").fillna(False).to_numpy(bool), False)
-    outcome = np.full(n, "running", dtype=object)
-    outcome[end_kind == _COMPLETED] = "completed"
+    code = ATTEMPT_OUTCOMES.index
+    outcome = np.full(n, code("running"), dtype=np.int8)
+    outcome[end_kind == _COMPLETED] = code("completed")
     failed = end_kind == _FAILED
-    outcome[failed] = "failed"
-    outcome[failed & timed_out[error]] = "timed_out"
-    outcome[failed & stalled[error]] = "stalled"
-    outcome[end_kind == _EXPIRED] = "lease_expired"
-    outcome[end_kind == _LOST] = "lease_lost"
-    outcome[~has_end & has_final] = "failed"
+    outcome[failed] = code("failed")
+    outcome[failed & timed_out[error]] = code("timed_out")
+    outcome[failed & stalled[error]] = code("stalled")
+    outcome[end_kind == _EXPIRED] = code("lease_expired")
+    outcome[end_kind == _LOST] = code("lease_lost")
+    outcome[only_final] = code("failed")
+    error_column = _Strings(error, errors.values).strings()
+    del errors, error, failed, end_kind, only_final
 
-    job_code = c.job_code[first_event] if n else np.empty(0, dtype=np.intp)
-    attempt_no = c.attempt[first_event].astype(np.int64) if n else np.empty(0, dtype=np.int64)
     # wait: attempt 1 since dispatch; later ones since the previous attempt gave the job back: its
     # first end (a lease that ran out under a live run ends the delivery; the run ends later)
-    has_first_end, first_end_at = lookup(c.is_kind(*_ENDERS))
-    released = np.where(has_first_end, c.t[first_end_at], ended)
-    dispatched = c.job_first(c.kind == _DISPATCHED, c.t)
-    prev_rows = position.get_indexer(row_keys - 1)
-    since = np.where(prev_rows >= 0, released[np.maximum(prev_rows, 0)], np.nan)
-    since = np.where(attempt_no == 1, dispatched[job_code] if n else since, since)
+    first_end_at = lookup(c.is_kind(*_ENDERS))
+    released = ended.copy()
+    found = first_end_at >= 0
+    released[found] = c.t[first_end_at[found]]
+    del first_end_at
+    job_code = c.job_code[first_event]
+    attempt_no = c.attempt[first_event].astype(np.int64)
+    since = np.full(n, np.nan)
+    found = previous >= 0
+    since[found] = released[previous[found]]
+    del released, previous
+    first = attempt_no == 1
+    since[first] = c.job_first(c.kind == _DISPATCHED, c.t)[job_code[first]]
     wait = started - since
-    retry_delay = np.where(has_retry, c.avail[retry_at] - c.t[retry_at], np.nan)
-    worker_at = np.where(has_res, res_at, start_at)
-    workers = c.strings("worker")
-    worker = np.where(has_res | has_start, workers.codes[worker_at] if n else worker_at, -1)
+    del since, first, job_code
+    retry_at = lookup(c.kind == _RETRY)
+    retry_delay = np.full(n, np.nan)
+    found = retry_at >= 0
+    retry_delay[found] = c.avail[retry_at[found]] - c.t[retry_at[found]]
+    del retry_at, found
 
-    frame = pd.DataFrame(
+    return pd.DataFrame(
         {
             "job_id": c.job.strings(first_event),
             "job_type": c.strings("job_type").category(first_event),
             "queue": c.strings("queue").category(first_event),
             "attempt": attempt_no,
-            "worker": _Strings(worker, workers.values).category(extra=("",)),
-            "reserved": _times(reserved, tz),
+            "worker": worker_column,
+            "reserved": reserved,
             "started": _times(started, tz),
             "ended": _times(ended, tz),
-            "outcome": _category(outcome, ATTEMPT_OUTCOMES),
-            "error": _Strings(error, errors.values).strings(),
+            "outcome": pd.Categorical.from_codes(outcome, categories=pd.Index(ATTEMPT_OUTCOMES, dtype="str")),
+            "error": error_column,
             "wait": wait,
             "retry_delay": retry_delay,
         },
         copy=False,  # the arrays are ours: no second copy of a million rows
     )
-    return frame, job_code
 
 
 # -- jobs ---------------------------------------------------------------------------------------------
@@ -513,8 +564,9 @@ def jobs(source: Source, tz: TZ = None) -> pd.DataFrame:
     dead_lettered, discarded, pending, running; purged if removed from the dead letters), wait
     (s, dispatch to first start), latency (s, dispatch to done)."""
     c = _columns(source)
-    attempt_jobs = _attempts(c, None)[1]
-    n_attempts = np.bincount(attempt_jobs, minlength=c.n_jobs) if c.n_jobs else np.empty(0, np.int64)
+    first_event = _attempt_rows(c)[1]  # the attempts counted, not built: no attempts frame here
+    n_attempts = np.bincount(c.job_code[first_event], minlength=c.n_jobs)
+    del first_event
     dispatched = c.job_first(c.kind == _DISPATCHED, c.t)
     first_start = c.job_first(c.kind == _STARTED, c.t)
     state_code = _STATE_OF_KIND[c.kind] if c.n else np.empty(0, dtype=np.int8)
