@@ -139,6 +139,8 @@ _PURGED = _K[EventKind.PURGED]
 _ATTEMPT_KINDS = [_RESERVED, _STARTED, _COMPLETED, _FAILED, _EXPIRED, _LOST]
 _ENDERS = [_COMPLETED, _FAILED, _EXPIRED, _LOST]
 _NAT = np.iinfo(np.int64).min
+#: The dtype of the counts in :func:`depth` and :func:`metrics` (exact up to 2**31 - 1 events).
+_COUNT = np.int32
 
 
 # -- columns ------------------------------------------------------------------------------------------
@@ -323,6 +325,16 @@ def _columns(source: Source | _Columns) -> _Columns:
     return _Columns(source.blocks())
 
 
+def _in_order(c: _Columns) -> bool:
+    """Whether the events are in time order (and by ``seq`` at the same instant)."""
+    if c.n < 2:
+        return True
+    t, seq = c.t, c.seq
+    ahead = t[1:] > t[:-1]
+    ahead |= (t[1:] == t[:-1]) & (seq[1:] > seq[:-1])
+    return bool(ahead.all())
+
+
 def _tz(tz: TZ) -> Any:
     return "UTC" if tz is None else tz
 
@@ -445,11 +457,8 @@ def _attempts(c: _Columns, tz: TZ) -> pd.DataFrame:
     previous = position.get_indexer(row_keys - 1)  # the attempt before, in the same generation
     del position, row_keys
 
-    def lookup(mask: np.ndarray, *, last: bool = False) -> np.ndarray:
-        return _lookup(row_of, n, mask, last=last)
-
-    res_at = lookup(c.kind == _RESERVED)
-    start_at = lookup(c.kind == _STARTED)
+    res_at = _lookup(row_of, n, c.kind == _RESERVED)
+    start_at = _lookup(row_of, n, c.kind == _STARTED)
     workers = c.strings("worker")
     worker_at = np.where(res_at >= 0, res_at, start_at)
     worker = np.where(worker_at >= 0, workers.codes[worker_at], -1)
@@ -458,8 +467,8 @@ def _attempts(c: _Columns, tz: TZ) -> pd.DataFrame:
     started = _take(c.t, start_at)
     del workers, worker_at, worker, res_at, start_at
 
-    end_at = lookup(c.is_kind(*_ENDERS), last=True)
-    final_at = lookup(c.is_kind(_DEAD, _DISCARDED))
+    end_at = _lookup(row_of, n, c.is_kind(*_ENDERS), last=True)
+    final_at = _lookup(row_of, n, c.is_kind(_DEAD, _DISCARDED))
     has_end = end_at >= 0
     only_final = ~has_end & (final_at >= 0)  # dead-lettered or discarded without an end event
     end_kind = np.where(has_end, c.kind[end_at], -1)
@@ -491,7 +500,7 @@ def _attempts(c: _Columns, tz: TZ) -> pd.DataFrame:
 
     # wait: attempt 1 since dispatch; later ones since the previous attempt gave the job back: its
     # first end (a lease that ran out under a live run ends the delivery; the run ends later)
-    first_end_at = lookup(c.is_kind(*_ENDERS))
+    first_end_at = _lookup(row_of, n, c.is_kind(*_ENDERS))
     released = ended.copy()
     found = first_end_at >= 0
     released[found] = c.t[first_end_at[found]]
@@ -506,11 +515,11 @@ def _attempts(c: _Columns, tz: TZ) -> pd.DataFrame:
     since[first] = c.job_first(c.kind == _DISPATCHED, c.t)[job_code[first]]
     wait = started - since
     del since, first, job_code
-    retry_at = lookup(c.kind == _RETRY)
+    retry_at = _lookup(row_of, n, c.kind == _RETRY)
     retry_delay = np.full(n, np.nan)
     found = retry_at >= 0
     retry_delay[found] = c.avail[retry_at[found]] - c.t[retry_at[found]]
-    del retry_at, found
+    del retry_at, found, row_of
 
     return pd.DataFrame(
         {
@@ -613,9 +622,13 @@ def depth(source: Source, tz: TZ = None, freq: str | pd.DateOffset | None = None
     d[k == _REQUEUED, 3] -= 1
     d[k == _RESERVED, 0] -= 1
     d[k == _RESERVED, 2] += 1
-    keys = c.attempt_keys
-    lost_keys = np.unique(keys[k == _LOST])
-    d[(k == _COMPLETED) & ~np.isin(keys, lost_keys), 2] -= 1
+    completed = k == _COMPLETED
+    lost = k == _LOST
+    if lost.any():  # a completion after the lease was lost changes nothing (job codes only then)
+        keys = c.attempt_keys
+        completed &= ~np.isin(keys, np.unique(keys[lost]))
+    d[completed, 2] -= 1
+    del completed, lost
     d[k == _DEAD, 2] -= 1
     d[k == _DEAD, 3] += 1
     d[k == _DISCARDED, 2] -= 1
@@ -630,35 +643,52 @@ def depth(source: Source, tz: TZ = None, freq: str | pd.DateOffset | None = None
         d[expired, 2] -= 1
         d[expired[following == _DEAD], 2] += 0
         # the DEAD_LETTERED after an expired lease takes it from in_progress: already counted there
-    # delayed -> ready when available_at comes (no event marks it)
-    ready_at = c.avail[later]
-    synth = np.zeros((len(ready_at), 4), dtype=np.int8)
-    synth[:, 0] = 1
-    synth[:, 1] = -1
-    times = np.concatenate([c.t, ready_at])
-    rank = np.concatenate([np.ones(n, dtype=np.int8), np.zeros(len(ready_at), dtype=np.int8)])
-    seqs = np.concatenate([c.seq, np.zeros(len(ready_at), dtype=np.int64)])
-    order = np.lexsort((seqs, rank, times))
-    deltas = np.concatenate([d, synth])[order]
-    del d, synth
-    times = times[order]
-    del order
+    # delayed -> ready when available_at comes (no event marks it): a row before the events of
+    # the same instant, each +1 ready, -1 delayed
+    ready_at = np.sort(c.avail[later])
+    del enters, later
+    at: np.ndarray | None = None
+    order: np.ndarray | None = None
+    if _in_order(c):  # the usual log, written as time went on: the new rows are inserted
+        at = np.searchsorted(c.t, ready_at, side="left")
+        times = np.insert(c.t, at, ready_at)
+    else:  # events out of time order: sorted by (time, new rows first, seq)
+        rank = np.concatenate([np.ones(n, dtype=np.int8), np.zeros(len(ready_at), dtype=np.int8)])
+        seqs = np.concatenate([c.seq, np.zeros(len(ready_at), dtype=np.int64)])
+        times = np.concatenate([c.t, ready_at])
+        order = np.lexsort((seqs, rank, times))
+        del rank, seqs
+        times = times[order]
+    del c, k  # the events' columns: not needed any more
     # one row per instant (its last state), and only where something changed
     last_of_instant = np.append(times[1:] != times[:-1], True) if len(times) else np.zeros(0, dtype=bool)
     times = times[last_of_instant]
-    counts = np.empty((len(times), 4), dtype=np.int64)
-    for column in range(4):  # one column at a time: a long run has millions of rows
-        counts[:, column] = np.cumsum(deltas[:, column], dtype=np.int64)[last_of_instant]
-    del deltas
+    counts = np.empty((len(times), 4), dtype=_COUNT)
+    for column, ready in enumerate((1, -1, 0, 0)):  # one column at a time: millions of rows
+        deltas = _merged(d[:, column], ready, len(ready_at), at, order)
+        counts[:, column] = np.cumsum(deltas, dtype=_COUNT)[last_of_instant]
+    del d, deltas, last_of_instant
     if len(times):
         changed = np.ones(len(times), dtype=bool)
         changed[1:] = (counts[1:] != counts[:-1]).any(axis=1)
         times, counts = times[changed], counts[changed]
-    frame = pd.DataFrame(counts, columns=list(DEPTH_COLUMNS[1:]), dtype=np.int64, copy=False)
+    frame = pd.DataFrame(counts, columns=list(DEPTH_COLUMNS[1:]), dtype=_COUNT, copy=False)
     frame.insert(0, "time", _times(times, tz))
     if freq is not None and len(frame):
-        frame = frame.set_index("time").resample(freq).last().ffill().astype(np.int64).reset_index()
+        frame = frame.set_index("time").resample(freq).last().ffill().astype(_COUNT).reset_index()
     return frame
+
+
+def _merged(
+    deltas: np.ndarray, ready: int, count: int, at: np.ndarray | None, order: np.ndarray | None
+) -> np.ndarray:
+    """One :func:`depth` column's changes per event with ``count`` rows of ``ready`` (the delayed
+    jobs becoming ready) put in place: inserted before positions ``at``, or appended and then
+    sorted by ``order``."""
+    if at is not None:
+        return np.insert(deltas, at, ready)
+    appended: np.ndarray = np.concatenate([deltas, np.full(count, ready, dtype=np.int8)])
+    return appended[order]
 
 
 # -- metrics ------------------------------------------------------------------------------------------
@@ -669,33 +699,38 @@ def metrics(source: Source, tz: TZ = None) -> pd.DataFrame:
     jobs_dead_lettered, success_rate (completed / (completed + failed for good); 1.0 until
     something finished), then jobs_started, leases_expired, leases_lost."""
     c = _columns(source)
-    k = c.kind
-    columns = {
-        "jobs_queued": k == _DISPATCHED,
-        "jobs_completed": k == _COMPLETED,
-        "jobs_failed": (k == _DEAD) | (k == _DISCARDED),
-        "attempts_failed": k == _FAILED,
-        "jobs_retried": k == _RETRY,
-        "jobs_dead_lettered": k == _DEAD,
-        "jobs_started": k == _STARTED,
-        "leases_expired": k == _EXPIRED,
-        "leases_lost": k == _LOST,
-    }
-    rows = np.zeros(c.n, dtype=bool)
-    for flag in columns.values():
-        rows |= flag
-    times = c.t[rows]
+    counted = np.isin(c.kind, np.concatenate(list(_METRIC_KINDS.values())))
+    kinds = c.kind[counted]  # the events that change a counter: their kinds and times
+    times = c.t[counted]
+    del counted
     last_of_instant = np.append(times[1:] != times[:-1], True) if len(times) else np.zeros(0, dtype=bool)
     times = times[last_of_instant]
-    counts = {  # one column at a time: millions of rows
-        name: np.cumsum(flag[rows], dtype=np.int64)[last_of_instant] for name, flag in columns.items()
-    }
+    running = np.empty(len(kinds), dtype=_COUNT)
+    counts = {}
+    for name, codes in _METRIC_KINDS.items():  # one column at a time: millions of rows
+        np.cumsum(np.isin(kinds, codes), dtype=_COUNT, out=running)
+        counts[name] = running[last_of_instant]
+    del kinds, running, last_of_instant
     completed, finished = counts["jobs_completed"], counts["jobs_completed"] + counts["jobs_failed"]
     rate = np.divide(completed, finished, out=np.ones(len(finished)), where=finished > 0)
-    counts["time"] = _times(times, tz)
-    counts["success_rate"] = rate
+    del finished
+    columns: dict[str, Any] = {"time": _times(times, tz), **counts, "success_rate": rate}
     # built in its final column order, without a copy: a long run's metrics are millions of rows
-    return pd.DataFrame({name: counts[name] for name in METRIC_COLUMNS}, copy=False)
+    return pd.DataFrame({name: columns[name] for name in METRIC_COLUMNS}, copy=False)
+
+
+#: The event kinds each counter of :func:`metrics` counts.
+_METRIC_KINDS = {
+    "jobs_queued": np.array([_DISPATCHED], dtype=np.int8),
+    "jobs_completed": np.array([_COMPLETED], dtype=np.int8),
+    "jobs_failed": np.array([_DEAD, _DISCARDED], dtype=np.int8),
+    "attempts_failed": np.array([_FAILED], dtype=np.int8),
+    "jobs_retried": np.array([_RETRY], dtype=np.int8),
+    "jobs_dead_lettered": np.array([_DEAD], dtype=np.int8),
+    "jobs_started": np.array([_STARTED], dtype=np.int8),
+    "leases_expired": np.array([_EXPIRED], dtype=np.int8),
+    "leases_lost": np.array([_LOST], dtype=np.int8),
+}
 
 
 # -- retry plans ----------------------------------------------------------------------------------------
