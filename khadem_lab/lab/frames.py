@@ -139,6 +139,8 @@ _PURGED = _K[EventKind.PURGED]
 _ATTEMPT_KINDS = [_RESERVED, _STARTED, _COMPLETED, _FAILED, _EXPIRED, _LOST]
 _ENDERS = [_COMPLETED, _FAILED, _EXPIRED, _LOST]
 _NAT = np.iinfo(np.int64).min
+#: Rows per slice where a temporary the length of a whole column would be large (8 MB of float64).
+_SLICE = 1 << 20
 #: The dtype of the counts in :func:`depth` and :func:`metrics` (exact up to 2**31 - 1 events).
 _COUNT = np.int32
 
@@ -288,6 +290,12 @@ class _Columns:
     def strings(self, field: str) -> _Strings:
         return _strings(self.blocks, field)
 
+    def forget(self, *names: str) -> None:
+        """Let cached columns go: a frame built column by column no longer needs them (a million
+        events: 34 MB for each float or int64 column)."""
+        for name in names:
+            self.__dict__.pop(name, None)
+
     def is_kind(self, *codes: int) -> np.ndarray:
         return np.isin(self.kind, codes) if len(codes) > 1 else self.kind == codes[0]
 
@@ -345,13 +353,15 @@ _UTC_MICROS = pd.DatetimeTZDtype("us", "UTC")
 def _times(seconds: np.ndarray, tz: TZ) -> pd.DatetimeIndex:
     """Float epoch seconds (NaN: missing) as aware microsecond timestamps in ``tz``. The int64
     epoch microseconds become the index without a copy (``tz_localize`` would make two)."""
-    micros = np.multiply(seconds, 1e6, dtype=np.float64)
-    np.round(micros, out=micros)
-    missing = np.isnan(micros)
-    micros[missing] = 0
-    ints = micros.astype(np.int64)
-    del micros
-    ints[missing] = _NAT
+    ints = np.empty(len(seconds), dtype=np.int64)
+    for start in range(0, len(seconds), _SLICE):  # the float temporaries: one slice at a time
+        micros = np.multiply(seconds[start : start + _SLICE], 1e6, dtype=np.float64)
+        np.round(micros, out=micros)
+        missing = np.isnan(micros)
+        micros[missing] = 0
+        part = ints[start : start + _SLICE]
+        part[:] = micros
+        part[missing] = _NAT
     index = pd.DatetimeIndex(ints, dtype=_UTC_MICROS, copy=False)  # ints: epoch microseconds, UTC
     return index.tz_convert(_tz(tz))
 
@@ -370,23 +380,22 @@ def events(source: Source, tz: TZ = None) -> pd.DataFrame:
     worker, error, available_at, duration (float s; NaN when absent). ``worker``'s categories
     include ``""`` (unused), so that ``fillna("")`` works on the whole frame."""
     c = _columns(source)
-    return pd.DataFrame(
-        {
-            "time": _times(c.t, tz),
-            "seq": c.seq,
-            "kind": pd.Categorical.from_codes(c.kind, categories=pd.Index(KINDS, dtype="str")),
-            "job_id": c.job.strings(),
-            "job_type": c.strings("job_type").category(),
-            "queue": c.strings("queue").category(),
-            "attempt": c.attempt.astype(np.int64),
-            "driver": c.strings("driver").category(),
-            "worker": c.strings("worker").category(extra=("",)),
-            "error": c.strings("error").strings(),
-            "available_at": _times(c.avail, tz),
-            "duration": c.duration,
-        },
-        copy=False,  # the arrays are ours: no second copy of a million rows
-    )
+    columns: dict[str, Any] = {"time": _times(c.t, tz)}
+    c.forget("t")  # each column's source is let go once the column is made
+    columns["seq"] = c.seq
+    columns["kind"] = pd.Categorical.from_codes(c.kind, categories=pd.Index(KINDS, dtype="str"))
+    columns["job_id"] = c.job.strings()
+    c.forget("job", "kind")
+    for field in ("job_type", "queue"):
+        columns[field] = c.strings(field).category()
+    columns["attempt"] = c.attempt.astype(np.int64)
+    columns["driver"] = c.strings("driver").category()
+    columns["worker"] = c.strings("worker").category(extra=("",))
+    columns["error"] = c.strings("error").strings()
+    columns["available_at"] = _times(c.avail, tz)
+    c.forget("avail")
+    columns["duration"] = c.duration
+    return pd.DataFrame(columns, copy=False)  # the arrays are ours: no second copy of a million rows
 
 
 # -- attempts -----------------------------------------------------------------------------------------
@@ -402,10 +411,6 @@ def attempts(source: Source, tz: TZ = None) -> pd.DataFrame:
     after this attempt (NaN if none).
     """
     return _attempts(_columns(source), tz)
-
-
-#: Events whose attempt rows are looked up per slice (the hash lookup's int64 temporary stays small).
-_LOOKUP_SLICE = 1 << 20
 
 
 def _attempt_rows(c: _Columns) -> tuple[np.ndarray, np.ndarray]:
@@ -452,10 +457,11 @@ def _attempts(c: _Columns, tz: TZ) -> pd.DataFrame:
     position = pd.Index(row_keys)
     row_of = np.empty(c.n, dtype=np.int32 if n < 1 << 31 else np.int64)  # each event's row, or -1
     keys = c.attempt_keys
-    for start in range(0, c.n, _LOOKUP_SLICE):
-        row_of[start : start + _LOOKUP_SLICE] = position.get_indexer(keys[start : start + _LOOKUP_SLICE])
+    for start in range(0, c.n, _SLICE):
+        row_of[start : start + _SLICE] = position.get_indexer(keys[start : start + _SLICE])
     previous = position.get_indexer(row_keys - 1)  # the attempt before, in the same generation
-    del position, row_keys
+    del position, row_keys, keys
+    c.forget("attempt_keys")
 
     res_at = _lookup(row_of, n, c.kind == _RESERVED)
     start_at = _lookup(row_of, n, c.kind == _STARTED)
@@ -520,6 +526,7 @@ def _attempts(c: _Columns, tz: TZ) -> pd.DataFrame:
     found = retry_at >= 0
     retry_delay[found] = c.avail[retry_at[found]] - c.t[retry_at[found]]
     del retry_at, found, row_of
+    c.forget("avail", "t", "kind", "attempt")
 
     return pd.DataFrame(
         {
@@ -562,8 +569,11 @@ _DONE_STATES = [FINAL_STATES.index(s) for s in ("completed", "dead_lettered", "d
 def _stale(c: _Columns) -> np.ndarray:
     """Events of runs whose delivery was taken away (a lease that expired or was lost): what they
     report later changes nothing for the job."""
+    stale = c.is_kind(_EXPIRED, _LOST)
+    if not stale.any():
+        return stale
     keys = c.attempt_keys
-    lost_keys = np.unique(keys[c.is_kind(_EXPIRED, _LOST)])
+    lost_keys = np.unique(keys[stale])
     return c.is_kind(_RESERVED, _STARTED, _COMPLETED, _FAILED) & np.isin(keys, lost_keys)
 
 
@@ -576,6 +586,7 @@ def jobs(source: Source, tz: TZ = None) -> pd.DataFrame:
     first_event = _attempt_rows(c)[1]  # the attempts counted, not built: no attempts frame here
     n_attempts = np.bincount(c.job_code[first_event], minlength=c.n_jobs)
     del first_event
+    c.forget("attempt_keys")
     dispatched = c.job_first(c.kind == _DISPATCHED, c.t)
     first_start = c.job_first(c.kind == _STARTED, c.t)
     state_code = _STATE_OF_KIND[c.kind] if c.n else np.empty(0, dtype=np.int8)
@@ -585,7 +596,10 @@ def jobs(source: Source, tz: TZ = None) -> pd.DataFrame:
     final_time = np.full(c.n_jobs, np.nan)
     final[c.job_code[last]] = state_code[last]  # later events overwrite earlier ones
     final_time[c.job_code[last]] = c.t[last]
+    del state_code, counts, last
+    c.forget("t", "kind", "attempt", "attempt_keys")
     done = np.where(np.isin(final, _DONE_STATES), final_time, np.nan)
+    del final_time
     first = c.first_of_job
     return pd.DataFrame(
         {
@@ -702,7 +716,7 @@ def metrics(source: Source, tz: TZ = None) -> pd.DataFrame:
     counted = np.isin(c.kind, np.concatenate(list(_METRIC_KINDS.values())))
     kinds = c.kind[counted]  # the events that change a counter: their kinds and times
     times = c.t[counted]
-    del counted
+    del counted, c  # the events' columns: not needed any more
     last_of_instant = np.append(times[1:] != times[:-1], True) if len(times) else np.zeros(0, dtype=bool)
     times = times[last_of_instant]
     running = np.empty(len(kinds), dtype=_COUNT)
