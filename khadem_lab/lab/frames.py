@@ -8,7 +8,12 @@ Every function takes ``source``, an :class:`~khadem_lab.events.EventLog` or any 
 are categoricals (``worker``'s include ``""``, so ``fillna("")`` works). An EventLog's columns are
 read as arrays straight from its blocks (:mod:`khadem_lab.eventlog`), strings converted once per
 distinct value, and worked on as arrays: a million events take a fraction of a second. Other
-iterables of events are packed the same way first.
+iterables of events are packed the same way first. The counts of :func:`depth` and :func:`metrics`
+are int32 (exact up to 2**31 - 1 events); ids, ``seq`` and ``attempt`` are int64 or strings.
+
+Memory: a frame is built a column at a time, and what a column was made from is let go once it is
+made (the events' cached columns, per-attempt lookups), so building one holds little more than the
+frame itself (``tests/test_lab_frames_memory.py``; a 1,000,000-job run: ``bench/lab_memory.py``).
 
 - :func:`events`: one row per event.
 - :func:`attempts`: one row per attempt (``job_id`` + ``attempt``), in the order they began.
