@@ -106,6 +106,8 @@ def child(phase: str, jobs: int) -> dict[str, Any]:
 
 def markdown(report: dict[str, Any]) -> str:
     fits = "yes" if report["log_plus_frames_mb"] <= 1000 else "no"
+    peak_fits = "yes" if report["traced_peak_building_frames_mb"] <= 1000 else "no"
+    rss_fits = "yes" if report["peak_rss_after_frames_mb"] < 1000 else "no"
     rows = report["frame_rows"]
     each = report["frames_mb_each"]
     lines = [
@@ -122,10 +124,11 @@ def markdown(report: dict[str, Any]) -> str:
         f"| log, MB | {report['log_mb']} |",
         f"| five frames, all kept, MB | {report['frames_mb']} |",
         f"| **log + frames, MB** (target <= 1000) | **{report['log_plus_frames_mb']}** ({fits}) |",
-        f"| traced peak while building the frames (log and frames included), MB "
-        f"| {report['traced_peak_building_frames_mb']} |",
+        f"| **traced peak while building the frames** (log and frames included), MB (target <= 1000) "
+        f"| **{report['traced_peak_building_frames_mb']}** ({peak_fits}) |",
         f"| peak RSS after the simulation, MiB (whole process) | {report['peak_rss_after_simulation_mb']} |",
-        f"| peak RSS after the five frames, MiB (whole process) | {report['peak_rss_after_frames_mb']} |",
+        f"| **peak RSS after the five frames**, MiB (whole process; target < 1000) "
+        f"| **{report['peak_rss_after_frames_mb']}** ({rss_fits}) |",
         f"| simulation, s (without tracemalloc) | {report['simulate_s']} |",
         f"| five frames, s | {report['frames_s']} |",
         "",
