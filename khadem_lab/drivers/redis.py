@@ -111,18 +111,21 @@ def load_scripts() -> dict[str, str]:
     global _SCRIPTS
     if _SCRIPTS is None:
         head = lua_layout(FIELDS) + _lua("prelude")
-        _SCRIPTS = {name: head + _lua(name) for name in SCRIPT_NAMES if name not in DEAD_ID_SCRIPTS}
+        _SCRIPTS = {name: head + _lua(name) for name in SCRIPT_NAMES}
         for name in DEAD_ID_SCRIPTS:  # a requeue or a purge acts on the dead letters named
             _SCRIPTS[name] = head + _lua("dead_ids") + _lua(name)
+        for name in JOB_STEP_SCRIPTS:  # the steps of a worker's slot: functions in jobs.lua
+            _SCRIPTS[name] = head + _lua("jobs") + _lua(name)
     return _SCRIPTS
 
 
 #: The scripts, one file each under ``redis_scripts/``; every queue change is one of them.
 SCRIPT_NAMES = (
     "push", "reserve", "ack", "release", "bury", "reclaim", "counts", "next_at", "clear", "dead_list",
-    "requeue", "purge", "list", "cancel", "push_ids",
+    "requeue", "purge", "list", "cancel", "push_ids", "take",
 )  # fmt: skip
 DEAD_ID_SCRIPTS = ("requeue", "purge")
+JOB_STEP_SCRIPTS = ("ack", "reclaim", "reserve", "take")
 _SCRIPTS: dict[str, str] | None = None
 
 
@@ -245,7 +248,7 @@ class RedisStorageDriver(BaseQueueDriver):
         self._counts, self._next_at = scripts["counts"], scripts["next_at"]
         self._list, self._cancel = scripts["list"], scripts["cancel"]
         self._renew = self.client.register_script(RENEW)  # self-contained (no prelude): redislease
-        self._push_ids = scripts["push_ids"]
+        self._push_ids, self._take = scripts["push_ids"], scripts["take"]
         self._heads: dict[tuple[Any, ...], str] = {}
         self._foreign = 0
 
@@ -554,83 +557,55 @@ class RedisStorageDriver(BaseQueueDriver):
         worker: str | None,
         limit: int,
     ) -> tuple[list[bool | None], list[JobRecord], list[JobRecord]]:
-        """The acks, the lease recovery and ``limit`` reserves as scripts in one pipeline: one
-        round trip. Each script runs atomically and they run in this order; the recovery costs the
-        server one empty range lookup when no lease has ended."""
-        if queues is not None and not queues:
-            limit = 0  # no queue to take from (the script reads no queue names as "all queues")
-        reserve_args = [repr(now), repr(self.lease_seconds), _opt(worker), *(queues or ())]
+        """The acks, the lease recovery and ``limit`` reserves in one script call (``take.lua``):
+        one round trip, one check of the queue's fixed keys. The steps run in this order, as the
+        ack, reclaim and reserve scripts would one after another; the recovery costs the server one
+        empty range lookup when no lease has ended."""
+        return await self.take_records_for(acks, queues, now, [(worker, limit)])
 
-        calls: list[_Call] = [(self._ack, [r.id, r.attempts], job_keys(self.prefix, r.id)) for r in acks]
-        calls.append((self._reclaim, [repr(now), LEASE_EXPIRED_ERROR]))
-        calls += [(self._reserve, reserve_args, queue_keys(self.prefix, queues or ()))] * limit
-        replies = await self._pipelined(calls)
-        acked: list[bool | None] = [bool(reply) for reply in replies[: len(acks)]]
-        reclaimed = self._reclaimed(replies[len(acks)])
-        taken = [r for r in map(self._taken, replies[len(acks) + 1 :]) if r is not None]
-        return acked, reclaimed, taken
+    async def take_records_for(
+        self,
+        acks: Sequence[JobRecord],
+        queues: Sequence[str] | None,
+        now: float,
+        workers: Sequence[tuple[str | None, int]],
+    ) -> tuple[list[bool | None], list[JobRecord], list[JobRecord]]:
+        """:meth:`take_records` for several takers at once (the slots of one worker that want a
+        job at the same moment): ``workers`` is (worker, how many jobs) per taker, served in
+        order; the jobs reserved come back in that order, each reserved by its taker."""
+        if queues is not None and not queues:
+            workers = []  # no queue to take from (the script reads no queue names as "all queues")
+        args: list[str | int] = [repr(now), repr(self.lease_seconds), len(acks)]
+        keys: list[str] = []
+        for record in acks:
+            args += (record.id, record.attempts)
+            keys += job_keys(self.prefix, record.id)
+        args += (LEASE_EXPIRED_ERROR, len(workers))
+        for worker, count in workers:
+            args += (_opt(worker), count)
+        if queues:
+            args += queues
+            keys += queue_keys(self.prefix, queues)
+        acked, reclaimed, taken, notes = await self._script(self._take, *args, keys=keys)
+        if notes:
+            self._noted(notes)
+        return [bool(a) for a in acked], [_record(f) for f in reclaimed], [_record(f) for f in taken]
 
     async def ack_records(self, records: Sequence[JobRecord]) -> list[bool | None]:
-        """The ack scripts of several jobs in one pipeline: one round trip."""
-        if len(records) == 1:
-            return [await self.ack_record(records[0])]
-        replies = await self._pipelined(
-            [(self._ack, [r.id, r.attempts], job_keys(self.prefix, r.id)) for r in records]
-        )
-        return [bool(reply) for reply in replies]
-
-    async def _pipelined(self, calls: Sequence[_Call]) -> list[Any]:
-        """Script calls by EVALSHA in one pipeline: one round trip, each script atomic, in order.
-        (redis-py's own script pipelining first asks SCRIPT EXISTS: a second round trip.) A call
-        the server refuses with NOSCRIPT (after a restart or SCRIPT FLUSH, or a script this server
-        has not run yet) did not run, while the calls after it did: the refused scripts are
-        loaded and only the refused calls run again, in their order, so each call runs exactly
-        once and every reply is kept. A call is (script, args) or (script, args, keys besides the
-        fixed ones)."""
-        fixed = self._keys
-        overlaps = self._overlaps()
-        client: Any = self._async_client() if overlaps else self.client
-
-        async def send(pending: list[_Call]) -> list[Any]:
-            pipe = client.pipeline(transaction=False)
-            for script, args, *more in pending:
-                keys = [*fixed, *more[0]] if more else fixed
-                pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)  # (cluster too)
-            if overlaps:
-                return list(await pipe.execute(raise_on_error=False))
-            return list(self._io(lambda: pipe.execute(raise_on_error=False)))
-
-        async def load(script: Script) -> None:
-            if overlaps:
-                await client.script_load(script.script)
-            else:
-                self._io(lambda: client.script_load(script.script))
-
-        replies: list[Any] = [None] * len(calls)
-        todo = list(range(len(calls)))
-        try:
-            while todo:
-                answers = await send([calls[i] for i in todo])
-                refused = [
-                    i for i, answer in zip(todo, answers, strict=True) if isinstance(answer, self._no_script)
-                ]
-                for i, answer in zip(todo, answers, strict=True):
-                    if isinstance(answer, Exception) and i not in refused:
-                        raise answer
-                    replies[i] = answer
-                todo = refused
-                for script in {id(calls[i][0]): calls[i][0] for i in refused}.values():
-                    await load(script)
-        except self._errors as exc:
-            raise await self._failed(exc, None) from None
-        return replies
+        """The acks of several jobs in one script call: one round trip."""
+        args: list[str | int] = []
+        keys: list[str] = []
+        for record in records:
+            args += (record.id, record.attempts)
+            keys += job_keys(self.prefix, record.id)
+        return [bool(reply) for reply in await self._script(self._ack, *args, keys=keys)]
 
     # A settle (ack, release, bury) only touches the reservation it was given: if the lease ran
     # out and another worker took the job since (attempts moved on), it is a no-op.
     async def ack_record(self, record: JobRecord) -> bool:
-        acked = bool(
-            await self._script(self._ack, record.id, record.attempts, keys=job_keys(self.prefix, record.id))
-        )
+        keys = job_keys(self.prefix, record.id)
+        (reply,) = await self._script(self._ack, record.id, record.attempts, keys=keys)
+        acked = bool(reply)
         if acked:  # settled: a worker's heartbeat no longer renews it
             record.status, record.reserved_until = JobStatus.COMPLETED, None
         return acked
@@ -860,9 +835,6 @@ def _int(text: str | None, default: int) -> int:
         return default
 
 
-#: A script call in a pipeline: the script, its ARGV, and (optionally) the keys it can name
-#: besides the fixed ones.
-_Call = tuple["Script", list[Any]] | tuple["Script", list[Any], Sequence[str]]
 _STATUSES = {status.value: status for status in JobStatus}
 #: How many values a script returns per job: its id, its body, then its state fields.
 RECORD_FIELDS = 2 + len(FIELDS)
