@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from .clock import to_seconds
 from .execution import NO_HOOKS, Hooks, Outcome, execute, report_error
+from .gather import ReserveGather
 from .heartbeat import Heartbeat
 from .records import JobStatus
 
@@ -96,6 +97,7 @@ class Worker:
         #: The jobs each prefetching slot reserved and has not started (released on stop).
         self._held: dict[str, deque[JobRecord]] = {}
         self._releasing: asyncio.Future[None] | None = None
+        self._gather: ReserveGather | None = None
         self.heartbeat = Heartbeat(driver, name, on_error=self._heartbeat_error, on_result=self._renewed)
 
     async def _heartbeat_error(self, error: BaseException) -> None:
@@ -226,6 +228,11 @@ class Worker:
         deferred: list[JobRecord] | None = (
             [] if not self.delay and getattr(driver, "acks_with_next_reserve", False) else None
         )
+        # Several slots on such a store: the slots that want a job at the same moment reserve in
+        # one call, which carries all their acks (one round trip for them all).
+        gather = self._gather
+        if gather is None and deferred is not None and self.concurrency > 1:
+            gather = self._gather = ReserveGather(driver, queues)
         while not self._stopping:
             if max_jobs is not None and self._claimed >= max_jobs:
                 break
@@ -233,8 +240,14 @@ class Worker:
                 break
             self._claimed += 1
             try:
-                record = False if deferred else reserve_at_once(queues, worker=slot_name)
-                if record is False and deferred:
+                record = False if deferred or gather else reserve_at_once(queues, worker=slot_name)
+                if gather is not None:
+                    try:  # sent with the reserve (if it failed, the leases bring those jobs back)
+                        record = await gather.take(slot_name, deferred or ())
+                    finally:
+                        if deferred:
+                            deferred.clear()
+                elif record is False and deferred:
                     try:  # sent with the reserve (if it failed, the leases bring those jobs back)
                         taken = await driver.reserve_many(queues, worker=slot_name, limit=1, acks=deferred)
                     finally:

@@ -308,6 +308,28 @@ def test_a_prefetching_worker_sends_its_acks_with_its_next_reserve(
     assert worker.stats.completed == 10 and sim.run(driver.size()) == 0
 
 
+def test_the_slots_that_want_a_job_together_reserve_in_one_round_trip_one_job_each(
+    sim: Simulation, registry: JobRegistry, round_trips: list[bytes]
+) -> None:
+    # Given two jobs held by two slots, and two more waiting
+    driver = make(sim, registry, redis_queue_name("each"))
+    log = EventLog()
+    driver.subscribe(log)
+    sim.run(driver.push_many([Invoice(n) for n in range(4)]))
+    first = sim.run(driver.reserve(None, worker="w.1"))
+    second = sim.run(driver.reserve(None, worker="w.2"))
+    assert first is not None and second is not None
+    round_trips.clear()
+    # When three slots want a job at once, two of them with an ack to send
+    taken = sim.run(driver.reserve_each(None, [("w.1", [first]), ("w.2", [second]), ("w.3", [])]))
+    # Then one round trip acks both and reserves one job for each slot while jobs last, in its name
+    assert len(round_trips) == 1
+    assert [(r.id, r.reserved_by) if r else None for r in taken] == [("3", "w.1"), ("4", "w.2"), None]
+    assert sim.run(driver.counts(sim.time())) == (0, 0, 2)  # 1 and 2 acked; nothing beyond a job a slot
+    reserved = [(e.job_id, e.worker) for e in log.of_kind(EventKind.RESERVED)]
+    assert reserved[-2:] == [("3", "w.1"), ("4", "w.2")]
+
+
 # ================================================================================ faults
 def test_redis_down_at_dispatch_is_a_storage_error_and_workers_back_off(
     sim: Simulation, registry: JobRegistry

@@ -1,8 +1,8 @@
 """On the system clock the Redis driver awaits its round trips (redis-py's asyncio client), so they
-overlap: many coroutines dispatching at once, and a worker's slots reserving side by side, have
-their calls in flight together while the event loop goes on. Shown with a proxy between the driver
-and Redis that holds every script reply until told: the calls in flight are counted there, so the
-tests do not depend on timing or machine load."""
+overlap: many coroutines dispatching at once have their calls in flight together while the event
+loop goes on, and a worker's slots that want a job at the same moment reserve in one call. Shown
+with a proxy between the driver and Redis that holds every script reply until told: the calls in
+flight are counted there, so the tests do not depend on timing or machine load."""
 
 from __future__ import annotations
 
@@ -31,6 +31,7 @@ class HoldingProxy:
         self.db = target.path or "/0"
         self.released = asyncio.Event()
         self.holding = 0  # connections that sent a script call and await its reply
+        self.held_calls: list[bytes] = []  # what each of those sent first with its script call
         self.server: asyncio.Server | None = None
 
     async def __aenter__(self) -> HoldingProxy:
@@ -66,6 +67,7 @@ class HoldingProxy:
                 if b"EVALSHA" in data and not called.is_set() and not self.released.is_set():
                     called.set()
                     self.holding += 1
+                    self.held_calls.append(data)
                 up_writer.write(data)
                 await up_writer.drain()
             up_writer.close()
@@ -121,7 +123,7 @@ def test_concurrent_dispatches_are_in_flight_together_and_each_stores_its_job() 
     assert sorted(ids, key=int) == [str(n) for n in range(1, 21)] and size == 20
 
 
-def test_a_workers_slots_reserve_side_by_side() -> None:
+def test_a_workers_slots_reserve_together_in_one_round_trip() -> None:
     Note.done = []
     name = redis_queue_name("slots")
 
@@ -133,9 +135,14 @@ def test_a_workers_slots_reserve_side_by_side() -> None:
             qm, driver = manager(proxy.url, name)
             # When a worker with 4 slots starts on a queue of 40 jobs
             worker = await qm.start_worker(run_in_background=True, concurrency=4, max_jobs=40)
-            # Then the 4 slots' reserves are in flight together
-            await proxy.held(4)
+            # Then the 4 slots' reserves are in flight together: one script call, made for all 4,
+            # each reserving in its own slot's name (issue 11: one round trip for the slots that
+            # want a job at the same moment; before, 4 calls in flight side by side)
+            await proxy.held(1)
             assert Note.done == []
+            (call,) = proxy.held_calls
+            assert call.count(b"EVALSHA") == 1
+            assert all(f"={worker.name}.{slot}".encode() in call for slot in range(1, 5))
             proxy.release()
             async with asyncio.timeout(WAIT):
                 stats = await worker.wait()
