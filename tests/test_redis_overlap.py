@@ -13,7 +13,14 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from khadem_lab import DriverConfig, JobRegistry, QueueJob, QueueManager, RedisStorageDriver
+from khadem_lab import (
+    DispatchOutcomeUnknown,
+    DriverConfig,
+    JobRegistry,
+    QueueJob,
+    QueueManager,
+    RedisStorageDriver,
+)
 
 from .conftest import REDIS_URL, redis_queue_name
 
@@ -211,3 +218,36 @@ def test_a_default_worker_makes_one_round_trip_per_job_and_acks_the_last_on_its_
     assert completed == 30 and sorted(Note.done) == list(range(30))
     assert trips == 31
     assert counts == (0, 0, 0)
+
+
+def test_a_call_without_a_reply_within_socket_timeout_fails_and_the_late_reply_is_never_read() -> None:
+    """The asyncio client's calls are timed by the driver (one timer a call, not redis-py's per
+    read and per write): a call cut short drops its connection, so the reply that comes late is
+    not taken for the next call's."""
+    name = redis_queue_name("timeout")
+
+    async def run() -> tuple[str, int]:
+        async with HoldingProxy() as proxy:
+            registry = JobRegistry()
+            registry.register(Note)
+            driver = RedisStorageDriver(
+                DriverConfig(name="redis"),
+                url=proxy.url,
+                queue_name=name,
+                registry=registry,
+                socket_timeout=0.2,
+            )
+            qm = QueueManager(driver=driver)
+            # When the reply to a dispatch does not come within socket_timeout
+            with pytest.raises(DispatchOutcomeUnknown, match="Timeout"):
+                await qm.dispatch(Note(1))
+            # Then the next call, once replies flow, gets its own reply, not the late one
+            proxy.release()
+            second = await qm.dispatch(Note(2))
+            size = await driver.size()
+            await driver.clear()
+            await driver.dispose()
+            return second, size
+
+    # And the first job was stored after all (its outcome was unknown, as the error says)
+    assert asyncio.run(run()) == ("2", 2)

@@ -55,7 +55,7 @@ import json
 import logging
 import math
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
@@ -363,7 +363,9 @@ class RedisStorageDriver(BaseQueueDriver):
 
         o = self._connect_options
         retry = (redis.asyncio.retry.Retry if asynchronous else redis.retry.Retry)(NoBackoff(), 0)
-        common = {"socket_timeout": o["timeout"], "socket_connect_timeout": o["timeout"], "retry": retry}
+        # (the asyncio client's calls are timed by the driver: _timed)
+        timeout = None if asynchronous else o["timeout"]
+        common = {"socket_timeout": timeout, "socket_connect_timeout": o["timeout"], "retry": retry}
         if o["cluster"]:
             cluster: Any = redis.asyncio.cluster if asynchronous else redis.cluster
             if o["nodes"]:
@@ -386,12 +388,25 @@ class RedisStorageDriver(BaseQueueDriver):
         client = self._async_client()
         try:
             try:
-                return await client.evalsha(script.sha, len(keys), *keys, *args)
+                return await self._timed(client.evalsha(script.sha, len(keys), *keys, *args))
             except self._no_script:
-                await client.script_load(script.script)
-                return await client.evalsha(script.sha, len(keys), *keys, *args)
+                await self._timed(client.script_load(script.script))
+                return await self._timed(client.evalsha(script.sha, len(keys), *keys, *args))
         except self._errors as exc:
             raise await self._failed(exc, None) from None
+
+    async def _timed(self, call: Awaitable[Any]) -> Any:
+        """One call of the asyncio client, ended by the driver's ``socket_timeout`` as a redis-py
+        TimeoutError (the client itself has none: its per-read and per-write timeouts cost about
+        30 us of CPU a call, a third of a one-by-one worker's whole client time, bench/redis_cpu.py).
+        redis-py drops a connection whose call was cut short, so no late reply is read as the next."""
+        try:
+            async with asyncio.timeout(self._connect_options["timeout"]):
+                return await call
+        except TimeoutError:
+            raise self._redis.exceptions.TimeoutError(
+                f"Timeout: no reply from {self.address} within {self._connect_options['timeout']:g} s"
+            ) from None
 
     async def _failed(self, exc: Exception, key: str | None) -> StorageError:
         """:meth:`_storage_error` for a call of the asyncio client. On a Redis Cluster whose node
@@ -410,7 +425,7 @@ class RedisStorageDriver(BaseQueueDriver):
     async def _first_score(self, key: str) -> float | None:
         if self._overlaps():
             try:
-                first = await self._async_client().zrange(key, 0, 0, withscores=True)
+                first = await self._timed(self._async_client().zrange(key, 0, 0, withscores=True))
             except self._errors as exc:
                 raise await self._failed(exc, key) from None
         else:
@@ -510,10 +525,10 @@ class RedisStorageDriver(BaseQueueDriver):
                 return script(keys=all_keys, args=args)
             client = self._async_client()
             try:
-                return await client.evalsha(script.sha, len(all_keys), *all_keys, *args)
+                return await self._timed(client.evalsha(script.sha, len(all_keys), *all_keys, *args))
             except self._no_script:
-                await client.script_load(script.script)
-                return await client.evalsha(script.sha, len(all_keys), *all_keys, *args)
+                await self._timed(client.script_load(script.script))
+                return await self._timed(client.evalsha(script.sha, len(all_keys), *all_keys, *args))
         except (errors.ConnectionError, errors.TimeoutError) as exc:
             text = str(exc)
             refused = (
@@ -706,7 +721,7 @@ class RedisStorageDriver(BaseQueueDriver):
         pipe.hmget(state, list(FIELDS))
         if overlaps:
             try:
-                body, fields = await pipe.execute(raise_on_error=False)
+                body, fields = await self._timed(pipe.execute(raise_on_error=False))
             except self._errors as exc:
                 raise await self._failed(exc, None) from None
         else:
