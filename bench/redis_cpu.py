@@ -16,6 +16,8 @@ private redis-server it starts (``--save '' --appendonly no``, port ``--port``, 
 
 ``--profile`` prints the 30 costliest functions (cumulative) of the drain. Prints one JSON line per
 mode. Modes: ``c1`` (default worker), ``c8`` (concurrency 8), ``prefetch`` (prefetch 100).
+``--delay-ms D``: the worker reaches the server through ``bench/redis_proxy.py`` (port + 1), which
+adds D ms each way (jobs/s there shows how much of a round trip the client's work overlaps).
 """
 
 from __future__ import annotations
@@ -27,7 +29,9 @@ import json
 import pstats
 import resource
 import subprocess
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import redis
@@ -82,6 +86,7 @@ async def one_mode(url: str, mode: str, n: int, profile: bool, trips: Any) -> di
         "server_commands_per_job": round(sum(delta.values()) / n, 2),
         "server_commands": delta,
         "jobs_per_s": round(n / wall, 1),
+        "cpu_share": round(cpu / wall, 2),
         "profiled": profile,
     }
 
@@ -92,6 +97,9 @@ def main() -> None:
     p.add_argument("--n", type=int, default=2000)
     p.add_argument("--mode", choices=[*MODES, "all"], default="all")
     p.add_argument("--profile", action="store_true")
+    p.add_argument(
+        "--delay-ms", type=float, default=0.0, help="via bench/redis_proxy.py on port+1, this much each way"
+    )
     a = p.parse_args()
     if a.port == 6379:
         p.error("port 6379 is the shared server: use a private port")
@@ -100,6 +108,14 @@ def main() -> None:
         stdout=subprocess.DEVNULL,
     )
     url = f"redis://127.0.0.1:{a.port}/0"
+    proxy = None
+    if a.delay_ms:
+        here = Path(__file__).resolve().parent
+        proxy = subprocess.Popen(
+            [sys.executable, str(here / "redis_proxy.py"), "--listen", str(a.port + 1),
+             "--target", f"127.0.0.1:{a.port}", "--delay-ms", str(a.delay_ms)],
+        )  # fmt: skip
+        url = f"redis://127.0.0.1:{a.port + 1}/0"
     try:
         probe = redis.Redis.from_url(url)
         for _ in range(200):
@@ -113,6 +129,9 @@ def main() -> None:
         for mode in MODES if a.mode == "all" else [a.mode]:
             print(json.dumps(asyncio.run(one_mode(url, mode, a.n, a.profile, trips))), flush=True)
     finally:
+        if proxy is not None:
+            proxy.terminate()
+            proxy.wait()
         server.terminate()
         server.wait()
 

@@ -53,10 +53,7 @@ import asyncio
 import contextlib
 import json
 import logging
-import math
-import re
 from collections.abc import Awaitable, Callable, Sequence
-from importlib import resources
 from typing import TYPE_CHECKING, Any
 
 from ..clock import SystemClock
@@ -64,8 +61,11 @@ from ..config import DriverConfig
 from ..errors import ConfigError, DispatchOutcomeUnknown, StorageError
 from ..records import LEASE_EXPIRED_ERROR, JobRecord, JobStatus, QueueCounts
 from .base import BaseQueueDriver
-from .rediskeys import fixed_keys, job_keys, key_part, lua_layout, prefix_of, queue_keys
+from .redisconn import URL_SCHEMES, connect, parse_nodes, redact_url, scrub, storage_error
+from .rediskeys import fixed_keys, job_keys, key_part, prefix_of, queue_keys
 from .redislease import RENEW, renew
+from .redisrecords import COMPACT, FIELDS, RECORD_FIELDS, as_record, is_int, opt_arg
+from .redisscripts import load_scripts
 
 __all__ = ["RedisStorageDriver", "key_part", "redact_url"]
 
@@ -75,58 +75,7 @@ if TYPE_CHECKING:
     from redis.commands.core import Script
 
 log = logging.getLogger(__name__)
-
-#: The ``state:ID`` fields a script returns for a job, after its id and body, in this order.
-FIELDS = (
-    "seq",
-    "available_at",
-    "attempts",
-    "status",
-    "reserved_until",
-    "reserved_by",
-    "last_error",
-    "error_type",
-    "failed_at",
-    "queue",
-)
-URL_SCHEMES = ("redis://", "rediss://", "unix://")
-COMPACT = (",", ":")
 HEADS_CACHED = 256  # job headers (all but the two times) kept per driver, for batch dispatch
-_URL_PASSWORD = re.compile(r"(://[^/@]*?:)[^/@]*@")
-
-
-def redact_url(url: object) -> object:
-    """A Redis URL with its password replaced by ``***`` (anything else as it is)."""
-    return _URL_PASSWORD.sub(r"\1***@", url) if isinstance(url, str) else url
-
-
-def _lua(name: str) -> str:
-    return (resources.files(__package__) / "redis_scripts" / f"{name}.lua").read_text("utf-8")
-
-
-def load_scripts() -> dict[str, str]:
-    """Every script's full text, by name: the key layout (:func:`.rediskeys.lua_layout`), the
-    shared prelude (``redis_scripts/prelude.lua``), then the script's own file. Read once, at the
-    first driver built."""
-    global _SCRIPTS
-    if _SCRIPTS is None:
-        head = lua_layout(FIELDS) + _lua("prelude")
-        _SCRIPTS = {name: head + _lua(name) for name in SCRIPT_NAMES}
-        for name in DEAD_ID_SCRIPTS:  # a requeue or a purge acts on the dead letters named
-            _SCRIPTS[name] = head + _lua("dead_ids") + _lua(name)
-        for name in JOB_STEP_SCRIPTS:  # the steps of a worker's slot: functions in jobs.lua
-            _SCRIPTS[name] = head + _lua("jobs") + _lua(name)
-    return _SCRIPTS
-
-
-#: The scripts, one file each under ``redis_scripts/``; every queue change is one of them.
-SCRIPT_NAMES = (
-    "push", "reserve", "ack", "release", "bury", "reclaim", "counts", "next_at", "clear", "dead_list",
-    "requeue", "purge", "list", "cancel", "push_ids", "take",
-)  # fmt: skip
-DEAD_ID_SCRIPTS = ("requeue", "purge")
-JOB_STEP_SCRIPTS = ("ack", "reclaim", "reserve", "take")
-_SCRIPTS: dict[str, str] | None = None
 
 
 class RedisStorageDriver(BaseQueueDriver):
@@ -154,8 +103,8 @@ class RedisStorageDriver(BaseQueueDriver):
         super().__init__(config, **kwargs)
         where = f"queue.drivers.{self.name}"
         _check(f"{where}.host", host, isinstance(host, str) and bool(host), "a host name")
-        _check(f"{where}.port", port, _is_int(port) and 0 < port < 65536, "an integer from 1 to 65535")
-        _check(f"{where}.db", db, _is_int(db) and db >= 0, "an integer >= 0")
+        _check(f"{where}.port", port, is_int(port) and 0 < port < 65536, "an integer from 1 to 65535")
+        _check(f"{where}.db", db, is_int(db) and db >= 0, "an integer >= 0")
         _check(
             f"{where}.password",
             "***" if isinstance(password, str) else f"<{type(password).__name__}, not shown>",
@@ -172,11 +121,11 @@ class RedisStorageDriver(BaseQueueDriver):
         _check(
             f"{where}.socket_timeout",
             socket_timeout,
-            (_is_int(socket_timeout) or isinstance(socket_timeout, float)) and socket_timeout > 0,
+            (is_int(socket_timeout) or isinstance(socket_timeout, float)) and socket_timeout > 0,
             "a positive number of seconds",
         )
         _check(f"{where}.cluster", cluster, isinstance(cluster, bool), "true or false")
-        startup = _nodes(nodes)
+        startup = parse_nodes(nodes)
         _check(
             f"{where}.nodes",
             nodes,
@@ -220,7 +169,7 @@ class RedisStorageDriver(BaseQueueDriver):
                 kw = redis.connection.parse_url(url)  # type: ignore[no-untyped-call]
             except ValueError as exc:
                 raise ConfigError(
-                    f"{where}.url", redact_url(url), f"a valid Redis URL ({_scrub(str(exc), url)})"
+                    f"{where}.url", redact_url(url), f"a valid Redis URL ({scrub(str(exc), url)})"
                 ) from None
             self._secrets += tuple(t for t in [kw.get("password")] if isinstance(t, str) and t)
         else:
@@ -235,7 +184,7 @@ class RedisStorageDriver(BaseQueueDriver):
             self.client: Redis = self._connect(asynchronous=False)
         except ValueError as exc:
             raise ConfigError(
-                f"{where}.url", redact_url(url), f"a valid Redis URL ({_scrub(str(exc), *self._secrets)})"
+                f"{where}.url", redact_url(url), f"a valid Redis URL ({scrub(str(exc), *self._secrets)})"
             ) from None
         except self._errors as exc:  # a cluster client asks the nodes for the slots at once
             raise self._storage_error(exc, None) from None
@@ -262,62 +211,7 @@ class RedisStorageDriver(BaseQueueDriver):
             raise self._storage_error(exc, key) from None
 
     def _storage_error(self, exc: Exception, key: str | None) -> StorageError:
-        errors = self._redis.exceptions
-        text = _scrub(str(exc).rstrip("."), *self._secrets)
-        server = f"Redis server {self.address}"
-        if isinstance(exc, errors.ResponseError) and text.startswith("KHADEMKEY "):
-            found = text[len("KHADEMKEY ") :].split(" script: ")[0]
-            bad_key = found.split(" ", 1)[0]
-            message = (
-                f"{server}: {found}. The driver did not write it: the queue cannot use that key "
-                f"until it is deleted or renamed (redis-cli -n DB DEL '{bad_key}', after keeping "
-                "what you need). Nothing was changed."
-            )
-        elif isinstance(exc, errors.BusyLoadingError):
-            message = (
-                f"{server} is loading its data set into memory (after a restart): {text}. Wait "
-                "until it has loaded; workers try again on their own, a dispatch can be tried "
-                "again in a moment. Nothing was changed."
-            )
-        elif isinstance(exc, (errors.AuthenticationError, errors.AuthenticationWrongNumberOfArgsError)):
-            message = (
-                f"{server} refused the credentials: {text}. Check the driver's password (or the "
-                "user and password in its url)."
-            )
-        elif isinstance(exc, (errors.ConnectionError, errors.TimeoutError)):
-            message = (
-                f"{server} (queue keys {self.prefix}*) cannot be used: {type(exc).__name__}: "
-                f"{text}. Start redis-server there, or point the driver's host, port, db, password "
-                "or url at a running one. Every change is one atomic script: nothing is ever "
-                "half-written."
-            )
-        elif isinstance(exc, errors.NoPermissionError):
-            message = f"{server} refuses this user the driver's commands: {text}. Grant them (ACL SETUSER)."
-        elif isinstance(exc, errors.ReadOnlyError):
-            message = f"{server} is a read-only replica: {text}. Point the driver at the primary."
-        elif isinstance(
-            exc,
-            (errors.ClusterError, errors.MasterDownError, errors.TryAgainError, errors.RedisClusterException),
-        ):
-            message = (
-                f"{server} cannot serve the queue's slot (keys {self.prefix}*) right now: "
-                f"{type(exc).__name__}: {text}. A failover may be under way: workers try again on "
-                "their own, a dispatch can be tried again in a moment. Check CLUSTER INFO if it lasts."
-            )
-        elif isinstance(exc, errors.OutOfMemoryError):
-            message = f"{server} is out of memory: {text}. Free memory or raise maxmemory."
-
-        elif isinstance(exc, errors.ResponseError):
-            where = f"key {key}" if key else f"a key under {self.prefix}"
-            message = (
-                f"{server} refused a queue command ({where}): {type(exc).__name__}: {text}. A key "
-                f"under {self.prefix} probably holds data the driver did not write: inspect it "
-                "(redis-cli TYPE KEY), then delete or rename it. Every change is one script that "
-                "checks before it writes."
-            )
-        else:
-            message = f"{server} (queue keys {self.prefix}*) cannot be used: {type(exc).__name__}: {text}."
-        return StorageError(message)
+        return storage_error(exc, key, address=self.address, prefix=self.prefix, secrets=self._secrets)
 
     # Two ways to make a round trip, one set of scripts and replies. On the system clock, through
     # redis-py's asyncio client (one per event loop): the call is awaited, so the round trips of
@@ -348,36 +242,9 @@ class RedisStorageDriver(BaseQueueDriver):
         return client
 
     def _connect(self, *, asynchronous: bool) -> Any:
-        """A client, synchronous or asyncio, for one server or a Redis Cluster. No automatic
-        retry: a script whose reply was lost may have run, and running a dispatch twice would
-        store the job twice. A failed call raises StorageError; the worker backs off and calls
-        again, and the client reconnects on that next call (a server restart included). A
-        cluster client still follows the cluster's redirections (MOVED, ASK: the script did not
-        run) and learns the new primary after a failover."""
-        import redis.asyncio
-        import redis.asyncio.cluster
-        import redis.asyncio.retry
-        import redis.cluster
-        import redis.retry
-        from redis.backoff import NoBackoff
-
-        o = self._connect_options
-        retry = (redis.asyncio.retry.Retry if asynchronous else redis.retry.Retry)(NoBackoff(), 0)
-        # (the asyncio client's calls are timed by the driver: _timed)
-        timeout = None if asynchronous else o["timeout"]
-        common = {"socket_timeout": timeout, "socket_connect_timeout": o["timeout"], "retry": retry}
-        if o["cluster"]:
-            cluster: Any = redis.asyncio.cluster if asynchronous else redis.cluster
-            if o["nodes"]:
-                startup = [cluster.ClusterNode(h, p) for h, p in o["nodes"]]
-                return cluster.RedisCluster(startup_nodes=startup, password=o["password"], **common)
-            if o["url"] is not None:
-                return cluster.RedisCluster.from_url(o["url"], **common)
-            return cluster.RedisCluster(host=o["host"], port=o["port"], password=o["password"], **common)
-        single: Any = redis.asyncio.Redis if asynchronous else redis.Redis
-        if o["url"] is not None:
-            return single.from_url(o["url"], **common)
-        return single(host=o["host"], port=o["port"], db=o["db"], password=o["password"], **common)
+        """A client, synchronous or asyncio, for one server or a Redis Cluster (see
+        :func:`.redisconn.connect`)."""
+        return connect(self._connect_options, asynchronous=asynchronous)
 
     async def _script(self, script: Script, *args: str | int, keys: Sequence[str] = ()) -> Any:
         """One script call by EVALSHA (loaded first if the server does not have it): one round trip.
@@ -449,11 +316,11 @@ class RedisStorageDriver(BaseQueueDriver):
             return None
         if len(reply) > RECORD_FIELDS:
             self._noted(reply[RECORD_FIELDS:])
-        return None if reply[0] is None else _record(reply[:RECORD_FIELDS])
+        return None if reply[0] is None else as_record(reply[:RECORD_FIELDS])
 
     def _reclaimed(self, reply: Sequence[Any]) -> list[JobRecord]:
         self._noted([item for item in reply if not isinstance(item, list)])
-        return [_record(fields) for fields in reply if isinstance(fields, list)]
+        return [as_record(fields) for fields in reply if isinstance(fields, list)]
 
     # -- primitives -----------------------------------------------------------------------------
     async def push_records(self, records: Sequence[JobRecord]) -> None:
@@ -540,7 +407,7 @@ class RedisStorageDriver(BaseQueueDriver):
                 isinstance(exc, errors.ConnectionError) and "connecting to" in text
             ):
                 raise self._storage_error(exc, None) from None  # refused, or never connected: not run
-            cause = f"Redis server {self.address}: {type(exc).__name__}: {_scrub(text, *self._secrets)}"
+            cause = f"Redis server {self.address}: {type(exc).__name__}: {scrub(text, *self._secrets)}"
             raise DispatchOutcomeUnknown(ids, count, cause) from None
         except self._errors as exc:
             raise (
@@ -561,7 +428,8 @@ class RedisStorageDriver(BaseQueueDriver):
             return None
         lease = repr(self.lease_seconds)
         keys = queue_keys(self.prefix, queues or ())
-        reply = await self._script(self._reserve, repr(now), lease, _opt(worker), *(queues or ()), keys=keys)
+        args = (repr(now), lease, opt_arg(worker), *(queues or ()))
+        reply = await self._script(self._reserve, *args, keys=keys)
         return self._taken(reply)
 
     async def take_records(
@@ -597,14 +465,14 @@ class RedisStorageDriver(BaseQueueDriver):
             keys += job_keys(self.prefix, record.id)
         args += (LEASE_EXPIRED_ERROR, len(workers))
         for worker, count in workers:
-            args += (_opt(worker), count)
+            args += (opt_arg(worker), count)
         if queues:
             args += queues
             keys += queue_keys(self.prefix, queues)
         acked, reclaimed, taken, notes = await self._script(self._take, *args, keys=keys)
         if notes:
             self._noted(notes)
-        return [bool(a) for a in acked], [_record(f) for f in reclaimed], [_record(f) for f in taken]
+        return [bool(a) for a in acked], [as_record(f) for f in reclaimed], [as_record(f) for f in taken]
 
     async def ack_records(self, records: Sequence[JobRecord]) -> list[bool | None]:
         """The acks of several jobs in one script call: one round trip."""
@@ -632,8 +500,8 @@ class RedisStorageDriver(BaseQueueDriver):
                 record.id,
                 record.attempts,
                 repr(record.available_at),
-                _opt(record.last_error),
-                _opt(record.error_type),
+                opt_arg(record.last_error),
+                opt_arg(record.error_type),
                 keys=[*job_keys(self.prefix, record.id), *queue_keys(self.prefix, [record.queue])],
             )
         )
@@ -647,9 +515,9 @@ class RedisStorageDriver(BaseQueueDriver):
                 self._bury,
                 record.id,
                 record.attempts,
-                _opt(record.last_error),
-                _opt(record.error_type),
-                _opt(record.failed_at),
+                opt_arg(record.last_error),
+                opt_arg(record.error_type),
+                opt_arg(record.failed_at),
                 keys=job_keys(self.prefix, record.id),
             )
         )
@@ -691,10 +559,10 @@ class RedisStorageDriver(BaseQueueDriver):
         if limit is not None and limit <= 0:
             return []
         last = -1 if limit is None else limit - 1
-        return [_record(fields) for fields in await self._script(self._dead, last)]
+        return [as_record(fields) for fields in await self._script(self._dead, last)]
 
     async def list_records(self, state: str, now: float, limit: int | None = None) -> list[JobRecord]:
-        records = [_record(fields) for fields in await self._script(self._list, repr(now), state)]
+        records = [as_record(fields) for fields in await self._script(self._list, repr(now), state)]
         if state == "reserved":
             records.sort(key=lambda r: (r.reserved_until or 0.0, r.seq))
         else:
@@ -705,11 +573,11 @@ class RedisStorageDriver(BaseQueueDriver):
         body, fields = await self._read_job(job_id)
         if body is None and (fields is None or all(f is None for f in fields)):
             return None
-        return _record([job_id.encode(), body, *(fields or [None] * len(FIELDS))])
+        return as_record([job_id.encode(), body, *(fields or [None] * len(FIELDS))])
 
     async def cancel_record(self, job_id: str) -> JobRecord | None:
         fields = await self._script(self._cancel, job_id, keys=job_keys(self.prefix, job_id))
-        return _record(fields) if fields else None
+        return as_record(fields) if fields else None
 
     async def _read_job(self, job_id: str) -> tuple[Any, list[Any] | None]:
         """A job's body and state fields in one round trip, one consistent view (None for a key
@@ -734,17 +602,18 @@ class RedisStorageDriver(BaseQueueDriver):
         body, fields = await self._read_job(job_id)
         if fields is None:
             return None
-        return _record([job_id.encode(), body, *fields]) if fields[3] == b"dead" else None
+        return as_record([job_id.encode(), body, *fields]) if fields[3] == b"dead" else None
 
     async def requeue_dead_records(self, job_ids: Sequence[str] | None, now: float) -> list[JobRecord]:
         ids = ["*"] if job_ids is None else ["", *dict.fromkeys(job_ids)]
         keys = self._dead_keys(ids)
-        return [_record(fields) for fields in await self._script(self._requeue, repr(now), *ids, keys=keys)]
+        return [as_record(fields) for fields in await self._script(self._requeue, repr(now), *ids, keys=keys)]
 
     async def purge_dead_records(self, job_ids: Sequence[str] | None) -> list[JobRecord]:
         ids = ["*"] if job_ids is None else ["", *dict.fromkeys(job_ids)]
         return [
-            _record(fields) for fields in await self._script(self._purge, "", *ids, keys=self._dead_keys(ids))
+            as_record(fields)
+            for fields in await self._script(self._purge, "", *ids, keys=self._dead_keys(ids))
         ]
 
     def _dead_keys(self, ids: list[str]) -> list[str]:
@@ -768,127 +637,6 @@ class RedisStorageDriver(BaseQueueDriver):
         return f"RedisStorageDriver(name={self.name!r}, server={self.address!r}, prefix={self.prefix!r})"
 
 
-# -- values ------------------------------------------------------------------------------------------
-def _opt(value: object) -> str:
-    """An optional script argument: "" for None, "=" + the text otherwise."""
-    if value is None:
-        return ""
-    return "=" + (repr(value) if isinstance(value, float) else str(value))
-
-
-def _nodes(nodes: object) -> list[tuple[str, int]] | None:
-    """``["host:port", ...]`` as (host, port) pairs; None if that is not what ``nodes`` is."""
-    if not isinstance(nodes, (list, tuple)) or not nodes:
-        return None
-    pairs = []
-    for node in nodes:
-        host, _, port = node.rpartition(":") if isinstance(node, str) else ("", "", "")
-        if not host or not port.isdigit() or not 0 < int(port) < 65536:
-            return None
-        pairs.append((host, int(port)))
-    return pairs
-
-
-def _payload_text(record: JobRecord) -> str:
-    if isinstance(record.payload, str):  # a damaged payload, kept as it was read
-        return record.payload
-    return json.dumps(record.payload, separators=COMPACT)
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 def _check(key: str, value: object, ok: bool, expected: str) -> None:
     if not ok:
         raise ConfigError(key, value, expected)
-
-
-def _scrub(text: str, *secrets: str) -> str:
-    """``text`` with every secret (a password, a URL that carries one) replaced by ``***``."""
-    for secret in sorted(secrets, key=len, reverse=True):
-        text = text.replace(secret, "***")
-    return str(redact_url(text))
-
-
-def _number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _header(text: str) -> list[Any] | None:
-    """The body's header line ``[timeout, queue, type, display_name, max_retries, created_at,
-    available_at]``, or None if it is not one the driver wrote (any field of the wrong kind)."""
-    try:
-        head = json.loads(text)
-    except ValueError:
-        return None
-    if not isinstance(head, list) or len(head) != 7:
-        return None
-    timeout, queue, type_name, display_name, max_retries, created_at, first_at = head
-    if (
-        (timeout is not None and not _number(timeout))
-        or not all(isinstance(t, str) for t in (queue, type_name, display_name))
-        or not (_is_int(max_retries) and max_retries >= 0)
-        or not (_number(created_at) and _number(first_at))
-    ):
-        return None
-    return head
-
-
-def _float(text: str | None, default: float | None) -> float | None:
-    try:
-        value = float(text) if text is not None else default
-    except ValueError:
-        return default
-    return value if value is None or math.isfinite(value) else default
-
-
-def _int(text: str | None, default: int) -> int:
-    try:
-        return int(text) if text is not None else default
-    except ValueError:
-        return default
-
-
-_STATUSES = {status.value: status for status in JobStatus}
-#: How many values a script returns per job: its id, its body, then its state fields.
-RECORD_FIELDS = 2 + len(FIELDS)
-
-
-def _record(fields: Sequence[bytes | None]) -> JobRecord:
-    """A record from a script's reply: the job's id, its body, then its state fields in the order
-    of FIELDS. Absent fields keep a new job's values, or the header's. Never raises: a header or a
-    field the driver did not write reads as damaged (the body is then kept whole as the payload,
-    so running the job dead-letters it with the reason) or as a new job's value."""
-    job_id, body, seq, available_at, attempts, status, until, by, error, error_type, failed_at, queue = (
-        None if value is None else value.decode("utf-8", "replace") for value in fields
-    )
-    head_text, _, payload_text = (body or "").partition("\n")
-    head = _header(head_text)
-    if head is None:  # a damaged header: the body is kept whole, to report
-        head = [None, "", "", "", 0, 0.0, 0.0]
-        payload_text = body or ""
-    timeout, head_queue, type_name, display_name, max_retries, created_at, first_at = head
-    try:
-        decoded = json.loads(payload_text)
-    except (ValueError, RecursionError):  # RecursionError: nested too deep to decode (not ours)
-        decoded = None
-    return JobRecord(
-        id=job_id or "",
-        type=type_name,
-        queue=queue or head_queue,
-        payload=decoded if isinstance(decoded, dict) else payload_text,  # damaged: kept to report
-        display_name=display_name,
-        max_retries=max_retries,
-        timeout=None if timeout is None else float(timeout),
-        available_at=_float(available_at, float(first_at)) or 0.0,
-        created_at=float(created_at),
-        seq=_int(seq, _int(job_id, 0)),
-        attempts=_int(attempts, 0),
-        status=_STATUSES.get(status or "pending", JobStatus.PENDING),
-        reserved_until=_float(until, None),
-        reserved_by=by,
-        last_error=error,
-        error_type=error_type,
-        failed_at=_float(failed_at, None),
-    )
