@@ -1,6 +1,7 @@
 """On the system clock the Redis driver awaits its round trips (redis-py's asyncio client), so they
-overlap: many coroutines dispatching at once have their calls in flight together while the event
-loop goes on, and a worker's slots that want a job at the same moment reserve in one call. Shown
+overlap: many coroutines dispatching at once are in flight together while the event loop goes on
+(their jobs in one call), and a worker's slots that want a job at the same moment reserve in one
+call. Shown
 with a proxy between the driver and Redis that holds every script reply until told: the calls in
 flight are counted there, so the tests do not depend on timing or machine load."""
 
@@ -20,6 +21,7 @@ from khadem_lab import (
     QueueJob,
     QueueManager,
     RedisStorageDriver,
+    StorageError,
 )
 
 from .conftest import REDIS_URL, redis_queue_name
@@ -116,9 +118,12 @@ def test_concurrent_dispatches_are_in_flight_together_and_each_stores_its_job() 
             qm, driver = manager(proxy.url, redis_queue_name("overlap"))
             # When 20 coroutines dispatch at once
             sends = [asyncio.ensure_future(qm.dispatch(Note(n))) for n in range(20)]
-            # Then all 20 script calls are in flight together (none has had its reply)
-            await proxy.held(20)
+            # Then all 20 are in flight together (none has had its reply), in one script call
+            # that carries the 20 jobs (before issue 11's last step: 20 calls side by side)
+            await proxy.held(1)
             assert not any(send.done() for send in sends)
+            (call,) = proxy.held_calls
+            assert call.count(b"EVALSHA") == 1 and call.count(b'"n":') == 20
             proxy.release()
             ids = await asyncio.gather(*sends)
             size = await driver.size()
@@ -238,16 +243,49 @@ def test_a_call_without_a_reply_within_socket_timeout_fails_and_the_late_reply_i
                 socket_timeout=0.2,
             )
             qm = QueueManager(driver=driver)
-            # When the reply to a dispatch does not come within socket_timeout
-            with pytest.raises(DispatchOutcomeUnknown, match="Timeout"):
-                await qm.dispatch(Note(1))
+            # When the reply to two dispatches made at once (one shared call) does not come
+            # within socket_timeout, each fails, counting its own job
+            sends = await asyncio.gather(qm.dispatch(Note(1)), qm.dispatch(Note(0)), return_exceptions=True)
+            for error in sends:
+                assert isinstance(error, DispatchOutcomeUnknown) and "Timeout" in str(error)
+                assert error.count == 1 and error.job_ids is None
             # Then the next call, once replies flow, gets its own reply, not the late one
             proxy.release()
-            second = await qm.dispatch(Note(2))
+            second = await qm.dispatch(Note(2))  # ids 1 and 2 went to the jobs of the lost reply
             size = await driver.size()
             await driver.clear()
             await driver.dispose()
             return second, size
 
-    # And the first job was stored after all (its outcome was unknown, as the error says)
-    assert asyncio.run(run()) == ("2", 2)
+    # And the first two jobs were stored after all (their outcome was unknown, as the errors say)
+    assert asyncio.run(run()) == ("3", 3)
+
+
+def test_dispatches_made_at_once_share_a_call_only_within_one_queue() -> None:
+    """A queue whose keys hold another type fails its own dispatches, never another queue's."""
+    name = redis_queue_name("shared")
+
+    async def run() -> tuple[list[object], list[str]]:
+        qm, driver = manager(REDIS_URL, name)
+        client = driver._async_client()
+        await client.set(driver.prefix + "ready:other", "not ours")
+        # When four coroutines dispatch at once, two to a queue whose ready list is not the driver's
+        sends = await asyncio.gather(
+            qm.dispatch(Note(1)),
+            qm.dispatch(Note(2), queue="other"),
+            qm.dispatch(Note(3)),
+            qm.dispatch(Note(4), queue="other"),
+            return_exceptions=True,
+        )
+        stored = [record.id for record in await driver.list_records("pending", 0.0)]
+        await client.delete(driver.prefix + "ready:other")
+        await driver.clear()
+        await driver.dispose()
+        return sends, stored
+
+    sends, stored = asyncio.run(run())
+    # Then the two dispatches to "default" are stored, one after the other, and the other two fail
+    assert sends[0] == "1" and sends[2] == "2" and stored == ["1", "2"]
+    assert all(
+        isinstance(sends[i], StorageError) and "ready:other holds a string" in str(sends[i]) for i in (1, 3)
+    )

@@ -199,6 +199,11 @@ class RedisStorageDriver(BaseQueueDriver):
         self._renew = self.client.register_script(RENEW)  # self-contained (no prelude): redislease
         self._push_ids, self._take = scripts["push_ids"], scripts["take"]
         self._heads: dict[tuple[Any, ...], str] = {}
+        #: Dispatches waiting for their shared call, per (event loop, queue): see push_records.
+        self._pushes: dict[
+            tuple[asyncio.AbstractEventLoop, str], list[tuple[Sequence[JobRecord], asyncio.Future[None]]]
+        ] = {}
+        self._calls: set[asyncio.Task[None]] = set()
         self._foreign = 0
 
     # -- round trips ----------------------------------------------------------------------------
@@ -324,8 +329,50 @@ class RedisStorageDriver(BaseQueueDriver):
 
     # -- primitives -----------------------------------------------------------------------------
     async def push_records(self, records: Sequence[JobRecord]) -> None:
-        """One script call for the whole batch: per run of jobs with one queue and available_at,
-        the queue, the time and the count, then each job's body (ids are given by the script)."""
+        """One script call for the whole batch (:meth:`_store`). On the system clock, the dispatches
+        of one queue made in one event-loop iteration (many coroutines dispatching at once) share
+        that call: their jobs are stored one after another, in the order they were dispatched, as
+        separate calls would store them (ids included), in one round trip; a failure reaches each
+        of them (DispatchOutcomeUnknown counting its own jobs). Dispatches to different queues
+        never share a call, so a queue whose keys hold another type fails only its own."""
+        if not self._overlaps() or not records or any(r.queue != records[0].queue for r in records):
+            await self._store(records)
+            return
+        loop = asyncio.get_running_loop()
+        key = (loop, records[0].queue)
+        future: asyncio.Future[None] = loop.create_future()
+        waiting = self._pushes.get(key)
+        if waiting is None:
+            waiting = self._pushes[key] = []
+            loop.call_soon(self._send_pushes, key)  # after the dispatches already ready in this iteration
+        waiting.append((records, future))
+        await future
+
+    def _send_pushes(self, key: tuple[asyncio.AbstractEventLoop, str]) -> None:
+        call = asyncio.ensure_future(self._push_together(self._pushes.pop(key)))
+        self._calls.add(call)  # held, so a call in flight is not collected
+        call.add_done_callback(self._calls.discard)
+
+    async def _push_together(self, batch: list[tuple[Sequence[JobRecord], asyncio.Future[None]]]) -> None:
+        try:
+            await self._store([record for records, _ in batch for record in records])
+        except BaseException as exc:
+            for records, future in batch:
+                if not future.done():
+                    mine = exc
+                    if isinstance(exc, DispatchOutcomeUnknown) and len(batch) > 1:
+                        mine = DispatchOutcomeUnknown(None, len(records), exc.cause)
+                    future.set_exception(mine)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        for _, future in batch:
+            if not future.done():
+                future.set_result(None)
+
+    async def _store(self, records: Sequence[JobRecord]) -> None:
+        """One script call: per run of jobs with one queue and available_at, the queue, the time
+        and the count, then each job's body (ids are given by the script)."""
         args: list[str | int] = [len(records), repr(self.clock.time())]
         group: tuple[str, float] | None = None
         count_at = count = 0
