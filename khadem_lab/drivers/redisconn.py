@@ -38,6 +38,22 @@ def parse_nodes(nodes: object) -> list[tuple[str, int]] | None:
     return pairs
 
 
+def pack_evalsha(sha: str, keys: Sequence[str], args: Sequence[str | int]) -> bytes:
+    """``EVALSHA sha len(keys) *keys *args`` in the Redis protocol (RESP), ready to send."""
+    items: list[bytes] = [sha.encode(), b"%d" % len(keys)]
+    items += [key.encode() for key in keys]
+    for arg in args:
+        if isinstance(arg, str):
+            items.append(arg.encode())
+        elif isinstance(arg, int) and not isinstance(arg, bool):
+            items.append(b"%d" % arg)
+        else:
+            raise TypeError(f"a script argument must be a str or an int, not {type(arg).__name__}: {arg!r}")
+    parts = [b"*%d\r\n$7\r\nEVALSHA\r\n" % (len(items) + 1)]
+    parts += [b"$%d\r\n%s\r\n" % (len(item), item) for item in items]
+    return b"".join(parts)
+
+
 def connect(options: dict[str, Any], *, asynchronous: bool) -> Any:
     """A client, synchronous or asyncio, for one server or a Redis Cluster. No automatic
     retry: a script whose reply was lost may have run, and running a dispatch twice would
