@@ -660,3 +660,18 @@ RedisDriverMachine.TestCase.settings = machine_settings(60)
 class TestRedisDriverAgainstModel(RedisDriverMachine.TestCase):  # type: ignore[name-defined,misc]
     def setUp(self) -> None:
         require_redis()
+
+
+def test_the_driver_packs_a_script_call_byte_for_byte_as_redis_py_does() -> None:
+    import redis.asyncio.connection
+
+    from khadem_lab.drivers.redisconn import pack_evalsha
+
+    keys = ["khadem:{q}:seq", "khadem:{q}:job:é"]
+    args: list[str | int] = ["1.5", 0, 12, "=worker.1", "", "x" * 70_000, '{"n":1}']
+    theirs = b"".join(
+        redis.asyncio.connection.Connection().pack_command("EVALSHA", "ab" * 20, 2, *keys, *args)
+    )
+    assert pack_evalsha("ab" * 20, keys, args) == theirs
+    with pytest.raises(TypeError, match="float"):
+        pack_evalsha("ab" * 20, keys, [1.5])
