@@ -137,12 +137,13 @@ class Worker:
         clock = self.driver.clock
         if self.timeout is not None:
             self._deadline = clock.time() + self.timeout
+        # Each slot's task runs its loop directly (no coroutine between the task and the loop:
+        # every suspension of a job passes through each coroutine layer twice).
+        run_slot = self._slot_one_by_one if self.prefetch == 1 else self._slot_prefetching
         if self.concurrency == 1:
-            await self._slot(self.name)
+            await run_slot(self.name)
         else:
-            slots = [
-                asyncio.ensure_future(self._slot(f"{self.name}.{i + 1}")) for i in range(self.concurrency)
-            ]
+            slots = [asyncio.ensure_future(run_slot(f"{self.name}.{i + 1}")) for i in range(self.concurrency)]
             try:
                 await asyncio.gather(*slots)
             except BaseException:
@@ -198,12 +199,6 @@ class Worker:
         return self.stats
 
     # -- the loop -------------------------------------------------------------------------------
-    async def _slot(self, slot_name: str) -> None:
-        if self.prefetch == 1:
-            await self._slot_one_by_one(slot_name)
-        else:
-            await self._slot_prefetching(slot_name)
-
     async def _slot_one_by_one(self, slot_name: str) -> None:
         """A slot that reserves one job at a time (the default). The loop of
         :meth:`_slot_prefetching` without the batch bookkeeping, and with the reserve made without
