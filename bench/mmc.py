@@ -44,7 +44,7 @@ from typing import Any
 
 from erlang import batch_means_ci95, mmc_wq
 
-from khadem_lab import EventKind, QueueEvent, QueueJob, QueueManager, Simulation
+from khadem_lab import EventKind, QueueEvent, QueueJob, QueueManager, Simulation, Worker
 
 
 class Customer(QueueJob):
@@ -69,27 +69,20 @@ def exact_waits(arrivals: list[float], services: list[float], c: int) -> list[fl
     return waits
 
 
-def run(
-    n: int, seed: int, c: int = 4, rho: float = 0.9, mu: float = 1.0, mode: str = "slots"
-) -> dict[str, Any]:
+def build(
+    sim: Simulation,
+    qm: QueueManager,
+    n: int,
+    seed: int,
+    c: int,
+    rho: float,
+    mu: float,
+    mode: str,
+    services: list[float],
+) -> list[Worker]:
+    """The model on ``sim``: the workers (started) and the arrivals (spawned); each customer's
+    service time is appended to ``services`` at its arrival."""
     lam = rho * c * mu
-    sim = Simulation(seed=seed)
-    qm = QueueManager(clock=sim.clock)
-    dispatched: dict[str, float] = {}
-    started: dict[str, float] = {}
-    start_order: list[str] = []
-    services: list[float] = []
-    is_dispatched, is_started = EventKind.DISPATCHED, EventKind.STARTED
-
-    def collect(event: QueueEvent) -> None:
-        kind = event.kind
-        if kind is is_dispatched:
-            dispatched[event.job_id] = event.time
-        elif kind is is_started:
-            started[event.job_id] = event.time
-            start_order.append(event.job_id)
-
-    qm.subscribe(collect, kinds=(EventKind.DISPATCHED, EventKind.STARTED))
     rng = random.Random(seed)
     expo = rng.expovariate
     sleep = asyncio.sleep
@@ -110,6 +103,46 @@ def run(
     else:
         raise SystemExit(f"unknown --mode {mode!r}")
     sim.spawn(arrivals(), name="arrivals")
+    return workers
+
+
+def run_quiet(n: int, seed: int, c: int = 4, rho: float = 0.9, mu: float = 1.0) -> float:
+    """The same run with nobody listening to events (so none is built): the wall time of
+    ``sim.run_until_idle()``. For bench/instructions.py (what the event recording costs)."""
+    sim = Simulation(seed=seed)
+    qm = QueueManager(clock=sim.clock)
+    workers = build(sim, qm, n, seed, c, rho, mu, "slots", [])
+    t0 = time.perf_counter()
+    sim.run_until_idle()
+    wall = time.perf_counter() - t0
+    sim.run(qm.stop_workers())
+    sim.close()
+    if sum(w.stats.completed for w in workers) != n:
+        raise SystemExit(f"only some of {n} customers were served")
+    return wall
+
+
+def run(
+    n: int, seed: int, c: int = 4, rho: float = 0.9, mu: float = 1.0, mode: str = "slots"
+) -> dict[str, Any]:
+    sim = Simulation(seed=seed)
+    qm = QueueManager(clock=sim.clock)
+    dispatched: dict[str, float] = {}
+    started: dict[str, float] = {}
+    start_order: list[str] = []
+    services: list[float] = []
+    is_dispatched, is_started = EventKind.DISPATCHED, EventKind.STARTED
+
+    def collect(event: QueueEvent) -> None:
+        kind = event.kind
+        if kind is is_dispatched:
+            dispatched[event.job_id] = event.time
+        elif kind is is_started:
+            started[event.job_id] = event.time
+            start_order.append(event.job_id)
+
+    qm.subscribe(collect, kinds=(EventKind.DISPATCHED, EventKind.STARTED))
+    workers = build(sim, qm, n, seed, c, rho, mu, mode, services)
 
     t0 = time.perf_counter()
     sim.run_until_idle()
@@ -129,7 +162,7 @@ def run(
     path_diff = max(abs(w - x) for w, x in zip(waits, exact, strict=True))
     wq = statistics.fmean(waits)
     warm = waits[n // 10 :]
-    wq_e = mmc_wq(lam, mu, c)
+    wq_e = mmc_wq(rho * c * mu, mu, c)
     bm, ci = batch_means_ci95(waits)
     import khadem_lab
 

@@ -31,6 +31,28 @@ def _name(args: tuple[Any, ...]) -> str:
     return text.split()[0].lower()
 
 
+def _single_name(command: Any) -> str | None:
+    """The name of the command if ``command`` (packed RESP bytes) is exactly one command (as the
+    Redis driver sends its script calls), else None (a pipeline, or chunks)."""
+    if not isinstance(command, bytes) or not command.startswith(b"*"):
+        return None
+    try:
+        end = command.index(b"\r\n")
+        pos, name = end + 2, None
+        for i in range(int(command[1:end])):
+            end = command.index(b"\r\n", pos)
+            if command[pos : pos + 1] != b"$":
+                return None
+            start = end + 2
+            size = int(command[pos + 1 : end])
+            if i == 0:
+                name = command[start : start + size].decode().lower()
+            pos = start + size + 2
+    except ValueError:
+        return None
+    return name if pos == len(command) else None
+
+
 def install() -> collections.Counter[str]:
     """Patch redis-py's connections to count round trips into COUNTS; returns COUNTS."""
     import redis.asyncio.connection as aconn
@@ -64,7 +86,7 @@ def install() -> collections.Counter[str]:
             await send_packed(self, self.pack_command(*args), check_health=kwargs.get("check_health", True))
 
         async def send_packed_command(self: Any, command: Any, *args: Any, **kwargs: Any) -> Any:
-            COUNTS["(pipeline)"] += 1
+            COUNTS[_single_name(command) or "(pipeline)"] += 1
             return await send_packed(self, command, *args, **kwargs)
 
         del send

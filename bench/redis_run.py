@@ -62,9 +62,10 @@ PEER_ARGS = {
 
 # -- delivery semantics (read in the installed sources; see bench/README.md) -----------------------
 DELIVERY: dict[str, str] = {
-    "khadem": "at least once: reserve (one Lua script) moves the job to `reserved` with a lease "
-    "(`lease_time`); ack (a second script) deletes it; a job whose worker dies runs again when the "
-    "lease ends",
+    "khadem": "at least once: one Lua script (`take`) acks the slots' finished jobs and moves the "
+    "next jobs to `reserved` under a lease (`lease_time`), a job at a time per waiting slot; a job "
+    "whose worker dies runs again when the lease ends; an ack from a delivery whose lease ran out "
+    "changes nothing",
     "rq_simple": "at most once by default: the worker LPOPs the job id and records it in the "
     "StartedJobRegistry; a job whose worker died is found abandoned and moved to the "
     "FailedJobRegistry, re-run only if it was enqueued with a `Retry`",

@@ -126,6 +126,7 @@ class DispatchOutcomeUnknown(KhademLabError):
     def __init__(self, job_ids: list[str] | None, count: int, cause: str) -> None:
         self.job_ids = job_ids
         self.count = count
+        self.cause = cause
         if job_ids is not None:
             shown = ", ".join(repr(i) for i in job_ids[:5]) + (f", ... ({count} in all)" if count > 5 else "")
             what = f"job id(s) {shown}"

@@ -65,7 +65,11 @@ class _Timer(asyncio.TimerHandle):
 
     Made by :meth:`VirtualTimeLoop.call_at` (each ``asyncio.sleep`` makes one and cancels it in its
     ``finally``). Same slots, same ordering (by ``_when`` only, ties as asyncio's heap leaves them).
-    Part of the loop's hot path (figures at :meth:`VirtualTimeLoop.call_soon`)."""
+    In the loop's heap it sits in a ``(when, timer)`` pair (see :meth:`VirtualTimeLoop.call_at`).
+    Equal and hashed by identity (a timer is one scheduled call, not a value): a tie between two
+    pairs compares the timers with ``==`` (False) and then ``<`` (False, same ``_when``), exactly
+    the outcome asyncio's heap of handles gets. Part of the loop's hot path (figures at
+    :meth:`VirtualTimeLoop.call_soon`)."""
 
     __slots__ = ()
     # asyncio's slots, typed for mypy (annotations only: no class attributes).
@@ -76,6 +80,9 @@ class _Timer(asyncio.TimerHandle):
     _callback: Any
     _args: Any
     _repr: str | None
+
+    __eq__ = object.__eq__
+    __hash__ = object.__hash__
 
     def __lt__(self, other: _Timer) -> bool:  # type: ignore[override]
         return self._when < other._when  # only timers share the heap: no isinstance check
@@ -126,6 +133,14 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
         self.stall: Stall | None = None
 
     def set_debug(self, enabled: bool) -> None:
+        if bool(enabled) != getattr(self, "_debug", False):
+            # Debug mode runs asyncio's own call_at and _run_once, whose heap holds bare handles;
+            # this loop's own heap holds (when, handle) pairs (a C comparison, not __lt__). Same
+            # positions either way: each is a valid heap under the same comparisons.
+            if enabled:
+                self._scheduled = [entry[1] for entry in self._scheduled]
+            else:
+                self._scheduled = [(handle._when, handle) for handle in self._scheduled]
         super().set_debug(enabled)
         # The C Future asks get_debug() each time one is made (every asyncio.sleep, every idle
         # wait): answered by a C callable, without a Python frame.
@@ -184,7 +199,7 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
         timer._context = _copy_context() if context is None else context
         timer._when = when
         timer._scheduled = True
-        _heappush(self._scheduled, timer)
+        _heappush(self._scheduled, (when, timer))
         return timer  # type: ignore[no-any-return]
 
     def call_later(  # type: ignore[override]
@@ -204,9 +219,9 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
         timer._source_traceback = None
         timer._repr = None
         timer._context = _copy_context() if context is None else context
-        timer._when = self._vnow + delay
+        timer._when = when = self._vnow + delay
         timer._scheduled = True
-        _heappush(self._scheduled, timer)
+        _heappush(self._scheduled, (when, timer))
         return timer  # type: ignore[no-any-return]
 
     def _run_once(self) -> None:
@@ -231,22 +246,22 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
                 and self._timer_cancelled_count / count > _MIN_CANCELLED_TIMER_HANDLES_FRACTION
             ):
                 kept = []
-                for handle in scheduled:
-                    if handle._cancelled:
-                        handle._scheduled = False
+                for entry in scheduled:
+                    if entry[1]._cancelled:
+                        entry[1]._scheduled = False
                     else:
-                        kept.append(handle)
+                        kept.append(entry)
                 heapq.heapify(kept)
                 self._scheduled = scheduled = kept
                 self._timer_cancelled_count = 0
             else:
-                while scheduled and scheduled[0]._cancelled:
+                while scheduled and scheduled[0][1]._cancelled:
                     self._timer_cancelled_count -= 1
-                    _heappop(scheduled)._scheduled = False
+                    _heappop(scheduled)[1]._scheduled = False
             if ready or self._stopping:
                 timeout: float | None = 0
             elif scheduled:
-                timeout = max(0.0, scheduled[0]._when - self._vnow)
+                timeout = max(0.0, scheduled[0][0] - self._vnow)
             else:
                 timeout = None
             if self._holds or self.stall is not None or len(self._watched) > 1:
@@ -259,9 +274,9 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
                 self._spins += 1
                 if self._spins > self.livelock_budget:
                     raise self._livelock()
-            elif timeout is not None and not self._idle_timers and scheduled[0]._when <= self._horizon:
+            elif timeout is not None and not self._idle_timers and scheduled[0][0] <= self._horizon:
                 # Nothing ready, nothing real to wait for: jump to the next timer (_set_time).
-                when = scheduled[0]._when
+                when = scheduled[0][0]
                 if when > self._vnow:
                     self._vnow = when
                     self._spins = 0
@@ -273,8 +288,8 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
                     self._process_events(events)  # type: ignore[attr-defined]
                     events = None
             end_time = self._vnow + resolution
-            while scheduled and scheduled[0]._when < end_time:
-                handle = _heappop(scheduled)
+            while scheduled and scheduled[0][0] < end_time:
+                handle = _heappop(scheduled)[1]
                 handle._scheduled = False
                 ready.append(handle)
             for _ in range(len(ready)):
@@ -314,16 +329,22 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
         """The pending idle timers are work after all (a job was stored where they look)."""
         self._idle_timers.clear()
 
+    def _timers(self) -> Iterator[asyncio.TimerHandle]:
+        """The scheduled timers, heap order (pairs in this loop's heap, bare handles in debug mode)."""
+        for entry in self._scheduled:
+            yield entry[1] if type(entry) is tuple else entry
+
     def _next_work(self) -> float:
         """When the earliest timer that is not an idle poll is due (inf: none)."""
         scheduled = self._scheduled
         if not scheduled:
             return math.inf
-        head = scheduled[0]
+        head = next(self._timers())
         if not self._idle_timers or head not in self._idle_timers:
-            return float(head._when)
-        self._idle_timers = {h for h in self._idle_timers if not h.cancelled() and h in scheduled}
-        work = [h._when for h in scheduled if not h.cancelled() and h not in self._idle_timers]
+            return float(head._when)  # type: ignore[attr-defined]
+        live = {h for h in self._timers() if not h.cancelled()}
+        self._idle_timers = {h for h in self._idle_timers if h in live}
+        work = [h._when for h in live if h not in self._idle_timers]  # type: ignore[attr-defined]
         return float(min(work)) if work else math.inf
 
     # -- real I/O holds the clock ---------------------------------------------------------
@@ -378,7 +399,7 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
             self.quiescent = True
             self.stop()
             return events
-        self._set_time(self._scheduled[0]._when)  # (perhaps a poll)
+        self._set_time(next(self._timers())._when)  # type: ignore[attr-defined]  # (perhaps a poll)
         return events
 
     def _livelock(self) -> LivelockError:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from .clock import to_seconds
 from .execution import NO_HOOKS, Hooks, Outcome, execute, report_error
+from .gather import ReserveGather
 from .heartbeat import Heartbeat
 from .records import JobStatus
 
@@ -96,6 +97,7 @@ class Worker:
         #: The jobs each prefetching slot reserved and has not started (released on stop).
         self._held: dict[str, deque[JobRecord]] = {}
         self._releasing: asyncio.Future[None] | None = None
+        self._gather: ReserveGather | None = None
         self.heartbeat = Heartbeat(driver, name, on_error=self._heartbeat_error, on_result=self._renewed)
 
     async def _heartbeat_error(self, error: BaseException) -> None:
@@ -135,12 +137,13 @@ class Worker:
         clock = self.driver.clock
         if self.timeout is not None:
             self._deadline = clock.time() + self.timeout
+        # Each slot's task runs its loop directly (no coroutine between the task and the loop:
+        # every suspension of a job passes through each coroutine layer twice).
+        run_slot = self._slot_one_by_one if self.prefetch == 1 else self._slot_prefetching
         if self.concurrency == 1:
-            await self._slot(self.name)
+            await run_slot(self.name)
         else:
-            slots = [
-                asyncio.ensure_future(self._slot(f"{self.name}.{i + 1}")) for i in range(self.concurrency)
-            ]
+            slots = [asyncio.ensure_future(run_slot(f"{self.name}.{i + 1}")) for i in range(self.concurrency)]
             try:
                 await asyncio.gather(*slots)
             except BaseException:
@@ -196,12 +199,6 @@ class Worker:
         return self.stats
 
     # -- the loop -------------------------------------------------------------------------------
-    async def _slot(self, slot_name: str) -> None:
-        if self.prefetch == 1:
-            await self._slot_one_by_one(slot_name)
-        else:
-            await self._slot_prefetching(slot_name)
-
     async def _slot_one_by_one(self, slot_name: str) -> None:
         """A slot that reserves one job at a time (the default). The loop of
         :meth:`_slot_prefetching` without the batch bookkeeping, and with the reserve made without
@@ -226,6 +223,11 @@ class Worker:
         deferred: list[JobRecord] | None = (
             [] if not self.delay and getattr(driver, "acks_with_next_reserve", False) else None
         )
+        # Several slots on such a store: the slots that want a job at the same moment reserve in
+        # one call, which carries all their acks (one round trip for them all).
+        gather = self._gather
+        if gather is None and deferred is not None and self.concurrency > 1:
+            gather = self._gather = ReserveGather(driver, queues)
         while not self._stopping:
             if max_jobs is not None and self._claimed >= max_jobs:
                 break
@@ -233,8 +235,14 @@ class Worker:
                 break
             self._claimed += 1
             try:
-                record = False if deferred else reserve_at_once(queues, worker=slot_name)
-                if record is False and deferred:
+                record = False if deferred or gather else reserve_at_once(queues, worker=slot_name)
+                if gather is not None:
+                    try:  # sent with the reserve (if it failed, the leases bring those jobs back)
+                        record = await gather.take(slot_name, deferred or ())
+                    finally:
+                        if deferred:
+                            deferred.clear()
+                elif record is False and deferred:
                     try:  # sent with the reserve (if it failed, the leases bring those jobs back)
                         taken = await driver.reserve_many(queues, worker=slot_name, limit=1, acks=deferred)
                     finally:

@@ -308,6 +308,28 @@ def test_a_prefetching_worker_sends_its_acks_with_its_next_reserve(
     assert worker.stats.completed == 10 and sim.run(driver.size()) == 0
 
 
+def test_the_slots_that_want_a_job_together_reserve_in_one_round_trip_one_job_each(
+    sim: Simulation, registry: JobRegistry, round_trips: list[bytes]
+) -> None:
+    # Given two jobs held by two slots, and two more waiting
+    driver = make(sim, registry, redis_queue_name("each"))
+    log = EventLog()
+    driver.subscribe(log)
+    sim.run(driver.push_many([Invoice(n) for n in range(4)]))
+    first = sim.run(driver.reserve(None, worker="w.1"))
+    second = sim.run(driver.reserve(None, worker="w.2"))
+    assert first is not None and second is not None
+    round_trips.clear()
+    # When three slots want a job at once, two of them with an ack to send
+    taken = sim.run(driver.reserve_each(None, [("w.1", [first]), ("w.2", [second]), ("w.3", [])]))
+    # Then one round trip acks both and reserves one job for each slot while jobs last, in its name
+    assert len(round_trips) == 1
+    assert [(r.id, r.reserved_by) if r else None for r in taken] == [("3", "w.1"), ("4", "w.2"), None]
+    assert sim.run(driver.counts(sim.time())) == (0, 0, 2)  # 1 and 2 acked; nothing beyond a job a slot
+    reserved = [(e.job_id, e.worker) for e in log.of_kind(EventKind.RESERVED)]
+    assert reserved[-2:] == [("3", "w.1"), ("4", "w.2")]
+
+
 # ================================================================================ faults
 def test_redis_down_at_dispatch_is_a_storage_error_and_workers_back_off(
     sim: Simulation, registry: JobRegistry
@@ -494,7 +516,8 @@ def test_pipelined_scripts_are_loaded_again_after_a_script_flush(
     more = sim.run(driver.reserve_many(None, worker="w", limit=2, acks=taken))
     # refused (NOSCRIPT), the scripts loaded, the refused calls run again: each exactly once
     assert [r.id for r in more] == ["3", "4"]
-    assert sum(b"SCRIPT" in sent and b"LOAD" in sent for sent in round_trips) == 3  # ack, reclaim, reserve
+    # one script (take.lua) does the acks, the lease recovery and the reserves: loaded once
+    assert sum(b"SCRIPT" in sent and b"LOAD" in sent for sent in round_trips) == 1
     assert sim.run(driver.counts(sim.time())) == (0, 0, 2)  # 1 and 2 acked, 3 and 4 held
 
 
@@ -637,3 +660,18 @@ RedisDriverMachine.TestCase.settings = machine_settings(60)
 class TestRedisDriverAgainstModel(RedisDriverMachine.TestCase):  # type: ignore[name-defined,misc]
     def setUp(self) -> None:
         require_redis()
+
+
+def test_the_driver_packs_a_script_call_byte_for_byte_as_redis_py_does() -> None:
+    import redis.asyncio.connection
+
+    from khadem_lab.drivers.redisconn import pack_evalsha
+
+    keys = ["khadem:{q}:seq", "khadem:{q}:job:é"]
+    args: list[str | int] = ["1.5", 0, 12, "=worker.1", "", "x" * 70_000, '{"n":1}']
+    theirs = b"".join(
+        redis.asyncio.connection.Connection().pack_command("EVALSHA", "ab" * 20, 2, *keys, *args)
+    )
+    assert pack_evalsha("ab" * 20, keys, args) == theirs
+    with pytest.raises(TypeError, match="float"):
+        pack_evalsha("ab" * 20, keys, [1.5])

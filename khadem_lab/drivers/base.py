@@ -301,6 +301,29 @@ class BaseQueueDriver(abc.ABC):
         reclaimed = await self.reclaim_expired(now) if self.lease_may_have_ended(now) else []
         return acked, reclaimed, await self.reserve_records(queues, now, worker, limit)
 
+    async def take_records_for(
+        self,
+        acks: Sequence[JobRecord],
+        queues: Sequence[str] | None,
+        now: float,
+        workers: Sequence[tuple[str | None, int]],
+    ) -> tuple[list[bool | None], list[JobRecord], list[JobRecord]]:
+        """Optional primitive. :meth:`take_records` for several takers at once (the slots of one
+        worker that want a job at the same moment): ``workers`` is (worker name, how many jobs)
+        per taker, served in that order; the reserved records come back in that order, each
+        reserved by its taker, and stop at the first reserve that finds nothing. Default: as
+        :meth:`take_records`, with one :meth:`reserve_records` per taker. A remote store
+        overrides it to make it one round trip."""
+        acked = await self.ack_records(acks) if acks else []
+        reclaimed = await self.reclaim_expired(now) if self.lease_may_have_ended(now) else []
+        taken: list[JobRecord] = []
+        for worker, count in workers:
+            got = await self.reserve_records(queues, now, worker, count)
+            taken += got
+            if len(got) < count:
+                break
+        return acked, reclaimed, taken
+
     async def ack_records(self, records: Sequence[JobRecord]) -> list[bool | None]:
         """Optional primitive. :meth:`ack_record` for several finished reservations at once, one
         result each. Default: one by one; a remote store overrides it to use one round trip."""
@@ -619,6 +642,30 @@ class BaseQueueDriver(abc.ABC):
             for record in taken:
                 self.emit(EventKind.RESERVED, record, worker=worker, time=now)
         return taken
+
+    async def reserve_each(
+        self, queues: Sequence[str] | None, takers: Sequence[tuple[str | None, Sequence[JobRecord]]]
+    ) -> list[JobRecord | None]:
+        """:meth:`reserve_many` for several takers at once, at most one job each: ``takers`` is
+        (worker name, its deferred acks) per slot that wants a job now. Every ack is sent, then
+        one job is reserved for each taker, in order (None for those left without one); all in
+        one round trip where the driver can (:meth:`take_records_for`). No job is reserved
+        beyond one per taker."""
+        now = self.clock.time()
+        acks = [record for _, deferred in takers for record in deferred]
+        acked, reclaimed, taken = await self.take_records_for(acks, queues, now, [(w, 1) for w, _ in takers])
+        start = 0
+        for worker, deferred in takers:
+            self._report_lost(deferred, acked[start : start + len(deferred)], worker)
+            start += len(deferred)
+        self._announce_reclaimed(reclaimed, now)
+        if self._waiters:
+            for record in taken:
+                self._watch_leases_of(record)
+        if self.events.by_kind[EventKind.RESERVED]:
+            for (worker, _), record in zip(takers, taken, strict=False):
+                self.emit(EventKind.RESERVED, record, worker=worker, time=now)
+        return [*taken, *[None] * (len(takers) - len(taken))]
 
     def _announce_reclaimed(self, records: list[JobRecord], now: float) -> None:
         for expired in records:

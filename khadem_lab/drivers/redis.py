@@ -53,10 +53,7 @@ import asyncio
 import contextlib
 import json
 import logging
-import math
-import re
-from collections.abc import Callable, Sequence
-from importlib import resources
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..clock import SystemClock
@@ -64,8 +61,11 @@ from ..config import DriverConfig
 from ..errors import ConfigError, DispatchOutcomeUnknown, StorageError
 from ..records import LEASE_EXPIRED_ERROR, JobRecord, JobStatus, QueueCounts
 from .base import BaseQueueDriver
-from .rediskeys import fixed_keys, job_keys, key_part, lua_layout, prefix_of, queue_keys
+from .redisconn import URL_SCHEMES, connect, pack_evalsha, parse_nodes, redact_url, scrub, storage_error
+from .rediskeys import fixed_keys, job_keys, key_part, prefix_of, queue_keys
 from .redislease import RENEW, renew
+from .redisrecords import COMPACT, FIELDS, RECORD_FIELDS, as_record, is_int, opt_arg
+from .redisscripts import load_scripts
 
 __all__ = ["RedisStorageDriver", "key_part", "redact_url"]
 
@@ -75,55 +75,7 @@ if TYPE_CHECKING:
     from redis.commands.core import Script
 
 log = logging.getLogger(__name__)
-
-#: The ``state:ID`` fields a script returns for a job, after its id and body, in this order.
-FIELDS = (
-    "seq",
-    "available_at",
-    "attempts",
-    "status",
-    "reserved_until",
-    "reserved_by",
-    "last_error",
-    "error_type",
-    "failed_at",
-    "queue",
-)
-URL_SCHEMES = ("redis://", "rediss://", "unix://")
-COMPACT = (",", ":")
 HEADS_CACHED = 256  # job headers (all but the two times) kept per driver, for batch dispatch
-_URL_PASSWORD = re.compile(r"(://[^/@]*?:)[^/@]*@")
-
-
-def redact_url(url: object) -> object:
-    """A Redis URL with its password replaced by ``***`` (anything else as it is)."""
-    return _URL_PASSWORD.sub(r"\1***@", url) if isinstance(url, str) else url
-
-
-def _lua(name: str) -> str:
-    return (resources.files(__package__) / "redis_scripts" / f"{name}.lua").read_text("utf-8")
-
-
-def load_scripts() -> dict[str, str]:
-    """Every script's full text, by name: the key layout (:func:`.rediskeys.lua_layout`), the
-    shared prelude (``redis_scripts/prelude.lua``), then the script's own file. Read once, at the
-    first driver built."""
-    global _SCRIPTS
-    if _SCRIPTS is None:
-        head = lua_layout(FIELDS) + _lua("prelude")
-        _SCRIPTS = {name: head + _lua(name) for name in SCRIPT_NAMES if name not in DEAD_ID_SCRIPTS}
-        for name in DEAD_ID_SCRIPTS:  # a requeue or a purge acts on the dead letters named
-            _SCRIPTS[name] = head + _lua("dead_ids") + _lua(name)
-    return _SCRIPTS
-
-
-#: The scripts, one file each under ``redis_scripts/``; every queue change is one of them.
-SCRIPT_NAMES = (
-    "push", "reserve", "ack", "release", "bury", "reclaim", "counts", "next_at", "clear", "dead_list",
-    "requeue", "purge", "list", "cancel", "push_ids",
-)  # fmt: skip
-DEAD_ID_SCRIPTS = ("requeue", "purge")
-_SCRIPTS: dict[str, str] | None = None
 
 
 class RedisStorageDriver(BaseQueueDriver):
@@ -151,8 +103,8 @@ class RedisStorageDriver(BaseQueueDriver):
         super().__init__(config, **kwargs)
         where = f"queue.drivers.{self.name}"
         _check(f"{where}.host", host, isinstance(host, str) and bool(host), "a host name")
-        _check(f"{where}.port", port, _is_int(port) and 0 < port < 65536, "an integer from 1 to 65535")
-        _check(f"{where}.db", db, _is_int(db) and db >= 0, "an integer >= 0")
+        _check(f"{where}.port", port, is_int(port) and 0 < port < 65536, "an integer from 1 to 65535")
+        _check(f"{where}.db", db, is_int(db) and db >= 0, "an integer >= 0")
         _check(
             f"{where}.password",
             "***" if isinstance(password, str) else f"<{type(password).__name__}, not shown>",
@@ -169,11 +121,11 @@ class RedisStorageDriver(BaseQueueDriver):
         _check(
             f"{where}.socket_timeout",
             socket_timeout,
-            (_is_int(socket_timeout) or isinstance(socket_timeout, float)) and socket_timeout > 0,
+            (is_int(socket_timeout) or isinstance(socket_timeout, float)) and socket_timeout > 0,
             "a positive number of seconds",
         )
         _check(f"{where}.cluster", cluster, isinstance(cluster, bool), "true or false")
-        startup = _nodes(nodes)
+        startup = parse_nodes(nodes)
         _check(
             f"{where}.nodes",
             nodes,
@@ -217,7 +169,7 @@ class RedisStorageDriver(BaseQueueDriver):
                 kw = redis.connection.parse_url(url)  # type: ignore[no-untyped-call]
             except ValueError as exc:
                 raise ConfigError(
-                    f"{where}.url", redact_url(url), f"a valid Redis URL ({_scrub(str(exc), url)})"
+                    f"{where}.url", redact_url(url), f"a valid Redis URL ({scrub(str(exc), url)})"
                 ) from None
             self._secrets += tuple(t for t in [kw.get("password")] if isinstance(t, str) and t)
         else:
@@ -232,7 +184,7 @@ class RedisStorageDriver(BaseQueueDriver):
             self.client: Redis = self._connect(asynchronous=False)
         except ValueError as exc:
             raise ConfigError(
-                f"{where}.url", redact_url(url), f"a valid Redis URL ({_scrub(str(exc), *self._secrets)})"
+                f"{where}.url", redact_url(url), f"a valid Redis URL ({scrub(str(exc), *self._secrets)})"
             ) from None
         except self._errors as exc:  # a cluster client asks the nodes for the slots at once
             raise self._storage_error(exc, None) from None
@@ -245,8 +197,13 @@ class RedisStorageDriver(BaseQueueDriver):
         self._counts, self._next_at = scripts["counts"], scripts["next_at"]
         self._list, self._cancel = scripts["list"], scripts["cancel"]
         self._renew = self.client.register_script(RENEW)  # self-contained (no prelude): redislease
-        self._push_ids = scripts["push_ids"]
+        self._push_ids, self._take = scripts["push_ids"], scripts["take"]
         self._heads: dict[tuple[Any, ...], str] = {}
+        #: Dispatches waiting for their shared call, per (event loop, queue): see push_records.
+        self._pushes: dict[
+            tuple[asyncio.AbstractEventLoop, str], list[tuple[Sequence[JobRecord], asyncio.Future[None]]]
+        ] = {}
+        self._calls: set[asyncio.Task[None]] = set()
         self._foreign = 0
 
     # -- round trips ----------------------------------------------------------------------------
@@ -259,62 +216,7 @@ class RedisStorageDriver(BaseQueueDriver):
             raise self._storage_error(exc, key) from None
 
     def _storage_error(self, exc: Exception, key: str | None) -> StorageError:
-        errors = self._redis.exceptions
-        text = _scrub(str(exc).rstrip("."), *self._secrets)
-        server = f"Redis server {self.address}"
-        if isinstance(exc, errors.ResponseError) and text.startswith("KHADEMKEY "):
-            found = text[len("KHADEMKEY ") :].split(" script: ")[0]
-            bad_key = found.split(" ", 1)[0]
-            message = (
-                f"{server}: {found}. The driver did not write it: the queue cannot use that key "
-                f"until it is deleted or renamed (redis-cli -n DB DEL '{bad_key}', after keeping "
-                "what you need). Nothing was changed."
-            )
-        elif isinstance(exc, errors.BusyLoadingError):
-            message = (
-                f"{server} is loading its data set into memory (after a restart): {text}. Wait "
-                "until it has loaded; workers try again on their own, a dispatch can be tried "
-                "again in a moment. Nothing was changed."
-            )
-        elif isinstance(exc, (errors.AuthenticationError, errors.AuthenticationWrongNumberOfArgsError)):
-            message = (
-                f"{server} refused the credentials: {text}. Check the driver's password (or the "
-                "user and password in its url)."
-            )
-        elif isinstance(exc, (errors.ConnectionError, errors.TimeoutError)):
-            message = (
-                f"{server} (queue keys {self.prefix}*) cannot be used: {type(exc).__name__}: "
-                f"{text}. Start redis-server there, or point the driver's host, port, db, password "
-                "or url at a running one. Every change is one atomic script: nothing is ever "
-                "half-written."
-            )
-        elif isinstance(exc, errors.NoPermissionError):
-            message = f"{server} refuses this user the driver's commands: {text}. Grant them (ACL SETUSER)."
-        elif isinstance(exc, errors.ReadOnlyError):
-            message = f"{server} is a read-only replica: {text}. Point the driver at the primary."
-        elif isinstance(
-            exc,
-            (errors.ClusterError, errors.MasterDownError, errors.TryAgainError, errors.RedisClusterException),
-        ):
-            message = (
-                f"{server} cannot serve the queue's slot (keys {self.prefix}*) right now: "
-                f"{type(exc).__name__}: {text}. A failover may be under way: workers try again on "
-                "their own, a dispatch can be tried again in a moment. Check CLUSTER INFO if it lasts."
-            )
-        elif isinstance(exc, errors.OutOfMemoryError):
-            message = f"{server} is out of memory: {text}. Free memory or raise maxmemory."
-
-        elif isinstance(exc, errors.ResponseError):
-            where = f"key {key}" if key else f"a key under {self.prefix}"
-            message = (
-                f"{server} refused a queue command ({where}): {type(exc).__name__}: {text}. A key "
-                f"under {self.prefix} probably holds data the driver did not write: inspect it "
-                "(redis-cli TYPE KEY), then delete or rename it. Every change is one script that "
-                "checks before it writes."
-            )
-        else:
-            message = f"{server} (queue keys {self.prefix}*) cannot be used: {type(exc).__name__}: {text}."
-        return StorageError(message)
+        return storage_error(exc, key, address=self.address, prefix=self.prefix, secrets=self._secrets)
 
     # Two ways to make a round trip, one set of scripts and replies. On the system clock, through
     # redis-py's asyncio client (one per event loop): the call is awaited, so the round trips of
@@ -345,34 +247,9 @@ class RedisStorageDriver(BaseQueueDriver):
         return client
 
     def _connect(self, *, asynchronous: bool) -> Any:
-        """A client, synchronous or asyncio, for one server or a Redis Cluster. No automatic
-        retry: a script whose reply was lost may have run, and running a dispatch twice would
-        store the job twice. A failed call raises StorageError; the worker backs off and calls
-        again, and the client reconnects on that next call (a server restart included). A
-        cluster client still follows the cluster's redirections (MOVED, ASK: the script did not
-        run) and learns the new primary after a failover."""
-        import redis.asyncio
-        import redis.asyncio.cluster
-        import redis.asyncio.retry
-        import redis.cluster
-        import redis.retry
-        from redis.backoff import NoBackoff
-
-        o = self._connect_options
-        retry = (redis.asyncio.retry.Retry if asynchronous else redis.retry.Retry)(NoBackoff(), 0)
-        common = {"socket_timeout": o["timeout"], "socket_connect_timeout": o["timeout"], "retry": retry}
-        if o["cluster"]:
-            cluster: Any = redis.asyncio.cluster if asynchronous else redis.cluster
-            if o["nodes"]:
-                startup = [cluster.ClusterNode(h, p) for h, p in o["nodes"]]
-                return cluster.RedisCluster(startup_nodes=startup, password=o["password"], **common)
-            if o["url"] is not None:
-                return cluster.RedisCluster.from_url(o["url"], **common)
-            return cluster.RedisCluster(host=o["host"], port=o["port"], password=o["password"], **common)
-        single: Any = redis.asyncio.Redis if asynchronous else redis.Redis
-        if o["url"] is not None:
-            return single.from_url(o["url"], **common)
-        return single(host=o["host"], port=o["port"], db=o["db"], password=o["password"], **common)
+        """A client, synchronous or asyncio, for one server or a Redis Cluster (see
+        :func:`.redisconn.connect`)."""
+        return connect(self._connect_options, asynchronous=asynchronous)
 
     async def _script(self, script: Script, *args: str | int, keys: Sequence[str] = ()) -> Any:
         """One script call by EVALSHA (loaded first if the server does not have it): one round trip.
@@ -383,12 +260,44 @@ class RedisStorageDriver(BaseQueueDriver):
         client = self._async_client()
         try:
             try:
-                return await client.evalsha(script.sha, len(keys), *keys, *args)
+                return await self._timed(self._evalsha(client, script, keys, args))
             except self._no_script:
-                await client.script_load(script.script)
-                return await client.evalsha(script.sha, len(keys), *keys, *args)
+                await self._timed(client.script_load(script.script))
+                return await self._timed(self._evalsha(client, script, keys, args))
         except self._errors as exc:
             raise await self._failed(exc, None) from None
+
+    async def _evalsha(
+        self, client: Any, script: Script, keys: Sequence[str], args: Sequence[str | int]
+    ) -> Any:
+        """EVALSHA through the asyncio client. On one server the command is packed here
+        (:func:`.redisconn.pack_evalsha`) and sent on a connection of the client's pool: redis-py's
+        own path costs about 16 us more per call, plus about 2 us per argument (a script call of
+        the eight slots of a worker carries about 60; bench/redis_cpu.py). The pool's connection
+        is the client's as configured (password, TLS, db); a failure or a call cut short drops it,
+        as redis-py does. A cluster client routes the call itself."""
+        if self._connect_options["cluster"]:
+            return await client.evalsha(script.sha, len(keys), *keys, *args)
+        pool = client.connection_pool
+        connection = await pool.get_connection()
+        try:
+            await connection.send_packed_command(pack_evalsha(script.sha, keys, args), check_health=False)
+            return await connection.read_response()
+        finally:
+            await pool.release(connection)
+
+    async def _timed(self, call: Awaitable[Any]) -> Any:
+        """One call of the asyncio client, ended by the driver's ``socket_timeout`` as a redis-py
+        TimeoutError (the client itself has none: its per-read and per-write timeouts cost about
+        30 us of CPU a call, a third of a one-by-one worker's whole client time, bench/redis_cpu.py).
+        redis-py drops a connection whose call was cut short, so no late reply is read as the next."""
+        try:
+            async with asyncio.timeout(self._connect_options["timeout"]):
+                return await call
+        except TimeoutError:
+            raise self._redis.exceptions.TimeoutError(
+                f"Timeout: no reply from {self.address} within {self._connect_options['timeout']:g} s"
+            ) from None
 
     async def _failed(self, exc: Exception, key: str | None) -> StorageError:
         """:meth:`_storage_error` for a call of the asyncio client. On a Redis Cluster whose node
@@ -407,7 +316,7 @@ class RedisStorageDriver(BaseQueueDriver):
     async def _first_score(self, key: str) -> float | None:
         if self._overlaps():
             try:
-                first = await self._async_client().zrange(key, 0, 0, withscores=True)
+                first = await self._timed(self._async_client().zrange(key, 0, 0, withscores=True))
             except self._errors as exc:
                 raise await self._failed(exc, key) from None
         else:
@@ -431,16 +340,58 @@ class RedisStorageDriver(BaseQueueDriver):
             return None
         if len(reply) > RECORD_FIELDS:
             self._noted(reply[RECORD_FIELDS:])
-        return None if reply[0] is None else _record(reply[:RECORD_FIELDS])
+        return None if reply[0] is None else as_record(reply[:RECORD_FIELDS])
 
     def _reclaimed(self, reply: Sequence[Any]) -> list[JobRecord]:
         self._noted([item for item in reply if not isinstance(item, list)])
-        return [_record(fields) for fields in reply if isinstance(fields, list)]
+        return [as_record(fields) for fields in reply if isinstance(fields, list)]
 
     # -- primitives -----------------------------------------------------------------------------
     async def push_records(self, records: Sequence[JobRecord]) -> None:
-        """One script call for the whole batch: per run of jobs with one queue and available_at,
-        the queue, the time and the count, then each job's body (ids are given by the script)."""
+        """One script call for the whole batch (:meth:`_store`). On the system clock, the dispatches
+        of one queue made in one event-loop iteration (many coroutines dispatching at once) share
+        that call: their jobs are stored one after another, in the order they were dispatched, as
+        separate calls would store them (ids included), in one round trip; a failure reaches each
+        of them (DispatchOutcomeUnknown counting its own jobs). Dispatches to different queues
+        never share a call, so a queue whose keys hold another type fails only its own."""
+        if not self._overlaps() or not records or any(r.queue != records[0].queue for r in records):
+            await self._store(records)
+            return
+        loop = asyncio.get_running_loop()
+        key = (loop, records[0].queue)
+        future: asyncio.Future[None] = loop.create_future()
+        waiting = self._pushes.get(key)
+        if waiting is None:
+            waiting = self._pushes[key] = []
+            loop.call_soon(self._send_pushes, key)  # after the dispatches already ready in this iteration
+        waiting.append((records, future))
+        await future
+
+    def _send_pushes(self, key: tuple[asyncio.AbstractEventLoop, str]) -> None:
+        call = asyncio.ensure_future(self._push_together(self._pushes.pop(key)))
+        self._calls.add(call)  # held, so a call in flight is not collected
+        call.add_done_callback(self._calls.discard)
+
+    async def _push_together(self, batch: list[tuple[Sequence[JobRecord], asyncio.Future[None]]]) -> None:
+        try:
+            await self._store([record for records, _ in batch for record in records])
+        except BaseException as exc:
+            for records, future in batch:
+                if not future.done():
+                    mine = exc
+                    if isinstance(exc, DispatchOutcomeUnknown) and len(batch) > 1:
+                        mine = DispatchOutcomeUnknown(None, len(records), exc.cause)
+                    future.set_exception(mine)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        for _, future in batch:
+            if not future.done():
+                future.set_result(None)
+
+    async def _store(self, records: Sequence[JobRecord]) -> None:
+        """One script call: per run of jobs with one queue and available_at, the queue, the time
+        and the count, then each job's body (ids are given by the script)."""
         args: list[str | int] = [len(records), repr(self.clock.time())]
         group: tuple[str, float] | None = None
         count_at = count = 0
@@ -507,10 +458,10 @@ class RedisStorageDriver(BaseQueueDriver):
                 return script(keys=all_keys, args=args)
             client = self._async_client()
             try:
-                return await client.evalsha(script.sha, len(all_keys), *all_keys, *args)
+                return await self._timed(self._evalsha(client, script, all_keys, args))
             except self._no_script:
-                await client.script_load(script.script)
-                return await client.evalsha(script.sha, len(all_keys), *all_keys, *args)
+                await self._timed(client.script_load(script.script))
+                return await self._timed(self._evalsha(client, script, all_keys, args))
         except (errors.ConnectionError, errors.TimeoutError) as exc:
             text = str(exc)
             refused = (
@@ -522,7 +473,7 @@ class RedisStorageDriver(BaseQueueDriver):
                 isinstance(exc, errors.ConnectionError) and "connecting to" in text
             ):
                 raise self._storage_error(exc, None) from None  # refused, or never connected: not run
-            cause = f"Redis server {self.address}: {type(exc).__name__}: {_scrub(text, *self._secrets)}"
+            cause = f"Redis server {self.address}: {type(exc).__name__}: {scrub(text, *self._secrets)}"
             raise DispatchOutcomeUnknown(ids, count, cause) from None
         except self._errors as exc:
             raise (
@@ -543,7 +494,8 @@ class RedisStorageDriver(BaseQueueDriver):
             return None
         lease = repr(self.lease_seconds)
         keys = queue_keys(self.prefix, queues or ())
-        reply = await self._script(self._reserve, repr(now), lease, _opt(worker), *(queues or ()), keys=keys)
+        args = (repr(now), lease, opt_arg(worker), *(queues or ()))
+        reply = await self._script(self._reserve, *args, keys=keys)
         return self._taken(reply)
 
     async def take_records(
@@ -554,83 +506,55 @@ class RedisStorageDriver(BaseQueueDriver):
         worker: str | None,
         limit: int,
     ) -> tuple[list[bool | None], list[JobRecord], list[JobRecord]]:
-        """The acks, the lease recovery and ``limit`` reserves as scripts in one pipeline: one
-        round trip. Each script runs atomically and they run in this order; the recovery costs the
-        server one empty range lookup when no lease has ended."""
-        if queues is not None and not queues:
-            limit = 0  # no queue to take from (the script reads no queue names as "all queues")
-        reserve_args = [repr(now), repr(self.lease_seconds), _opt(worker), *(queues or ())]
+        """The acks, the lease recovery and ``limit`` reserves in one script call (``take.lua``):
+        one round trip, one check of the queue's fixed keys. The steps run in this order, as the
+        ack, reclaim and reserve scripts would one after another; the recovery costs the server one
+        empty range lookup when no lease has ended."""
+        return await self.take_records_for(acks, queues, now, [(worker, limit)])
 
-        calls: list[_Call] = [(self._ack, [r.id, r.attempts], job_keys(self.prefix, r.id)) for r in acks]
-        calls.append((self._reclaim, [repr(now), LEASE_EXPIRED_ERROR]))
-        calls += [(self._reserve, reserve_args, queue_keys(self.prefix, queues or ()))] * limit
-        replies = await self._pipelined(calls)
-        acked: list[bool | None] = [bool(reply) for reply in replies[: len(acks)]]
-        reclaimed = self._reclaimed(replies[len(acks)])
-        taken = [r for r in map(self._taken, replies[len(acks) + 1 :]) if r is not None]
-        return acked, reclaimed, taken
+    async def take_records_for(
+        self,
+        acks: Sequence[JobRecord],
+        queues: Sequence[str] | None,
+        now: float,
+        workers: Sequence[tuple[str | None, int]],
+    ) -> tuple[list[bool | None], list[JobRecord], list[JobRecord]]:
+        """:meth:`take_records` for several takers at once (the slots of one worker that want a
+        job at the same moment): ``workers`` is (worker, how many jobs) per taker, served in
+        order; the jobs reserved come back in that order, each reserved by its taker."""
+        if queues is not None and not queues:
+            workers = []  # no queue to take from (the script reads no queue names as "all queues")
+        args: list[str | int] = [repr(now), repr(self.lease_seconds), len(acks)]
+        keys: list[str] = []
+        for record in acks:
+            args += (record.id, record.attempts)
+            keys += job_keys(self.prefix, record.id)
+        args += (LEASE_EXPIRED_ERROR, len(workers))
+        for worker, count in workers:
+            args += (opt_arg(worker), count)
+        if queues:
+            args += queues
+            keys += queue_keys(self.prefix, queues)
+        acked, reclaimed, taken, notes = await self._script(self._take, *args, keys=keys)
+        if notes:
+            self._noted(notes)
+        return [bool(a) for a in acked], [as_record(f) for f in reclaimed], [as_record(f) for f in taken]
 
     async def ack_records(self, records: Sequence[JobRecord]) -> list[bool | None]:
-        """The ack scripts of several jobs in one pipeline: one round trip."""
-        if len(records) == 1:
-            return [await self.ack_record(records[0])]
-        replies = await self._pipelined(
-            [(self._ack, [r.id, r.attempts], job_keys(self.prefix, r.id)) for r in records]
-        )
-        return [bool(reply) for reply in replies]
-
-    async def _pipelined(self, calls: Sequence[_Call]) -> list[Any]:
-        """Script calls by EVALSHA in one pipeline: one round trip, each script atomic, in order.
-        (redis-py's own script pipelining first asks SCRIPT EXISTS: a second round trip.) A call
-        the server refuses with NOSCRIPT (after a restart or SCRIPT FLUSH, or a script this server
-        has not run yet) did not run, while the calls after it did: the refused scripts are
-        loaded and only the refused calls run again, in their order, so each call runs exactly
-        once and every reply is kept. A call is (script, args) or (script, args, keys besides the
-        fixed ones)."""
-        fixed = self._keys
-        overlaps = self._overlaps()
-        client: Any = self._async_client() if overlaps else self.client
-
-        async def send(pending: list[_Call]) -> list[Any]:
-            pipe = client.pipeline(transaction=False)
-            for script, args, *more in pending:
-                keys = [*fixed, *more[0]] if more else fixed
-                pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)  # (cluster too)
-            if overlaps:
-                return list(await pipe.execute(raise_on_error=False))
-            return list(self._io(lambda: pipe.execute(raise_on_error=False)))
-
-        async def load(script: Script) -> None:
-            if overlaps:
-                await client.script_load(script.script)
-            else:
-                self._io(lambda: client.script_load(script.script))
-
-        replies: list[Any] = [None] * len(calls)
-        todo = list(range(len(calls)))
-        try:
-            while todo:
-                answers = await send([calls[i] for i in todo])
-                refused = [
-                    i for i, answer in zip(todo, answers, strict=True) if isinstance(answer, self._no_script)
-                ]
-                for i, answer in zip(todo, answers, strict=True):
-                    if isinstance(answer, Exception) and i not in refused:
-                        raise answer
-                    replies[i] = answer
-                todo = refused
-                for script in {id(calls[i][0]): calls[i][0] for i in refused}.values():
-                    await load(script)
-        except self._errors as exc:
-            raise await self._failed(exc, None) from None
-        return replies
+        """The acks of several jobs in one script call: one round trip."""
+        args: list[str | int] = []
+        keys: list[str] = []
+        for record in records:
+            args += (record.id, record.attempts)
+            keys += job_keys(self.prefix, record.id)
+        return [bool(reply) for reply in await self._script(self._ack, *args, keys=keys)]
 
     # A settle (ack, release, bury) only touches the reservation it was given: if the lease ran
     # out and another worker took the job since (attempts moved on), it is a no-op.
     async def ack_record(self, record: JobRecord) -> bool:
-        acked = bool(
-            await self._script(self._ack, record.id, record.attempts, keys=job_keys(self.prefix, record.id))
-        )
+        keys = job_keys(self.prefix, record.id)
+        (reply,) = await self._script(self._ack, record.id, record.attempts, keys=keys)
+        acked = bool(reply)
         if acked:  # settled: a worker's heartbeat no longer renews it
             record.status, record.reserved_until = JobStatus.COMPLETED, None
         return acked
@@ -642,8 +566,8 @@ class RedisStorageDriver(BaseQueueDriver):
                 record.id,
                 record.attempts,
                 repr(record.available_at),
-                _opt(record.last_error),
-                _opt(record.error_type),
+                opt_arg(record.last_error),
+                opt_arg(record.error_type),
                 keys=[*job_keys(self.prefix, record.id), *queue_keys(self.prefix, [record.queue])],
             )
         )
@@ -657,9 +581,9 @@ class RedisStorageDriver(BaseQueueDriver):
                 self._bury,
                 record.id,
                 record.attempts,
-                _opt(record.last_error),
-                _opt(record.error_type),
-                _opt(record.failed_at),
+                opt_arg(record.last_error),
+                opt_arg(record.error_type),
+                opt_arg(record.failed_at),
                 keys=job_keys(self.prefix, record.id),
             )
         )
@@ -701,10 +625,10 @@ class RedisStorageDriver(BaseQueueDriver):
         if limit is not None and limit <= 0:
             return []
         last = -1 if limit is None else limit - 1
-        return [_record(fields) for fields in await self._script(self._dead, last)]
+        return [as_record(fields) for fields in await self._script(self._dead, last)]
 
     async def list_records(self, state: str, now: float, limit: int | None = None) -> list[JobRecord]:
-        records = [_record(fields) for fields in await self._script(self._list, repr(now), state)]
+        records = [as_record(fields) for fields in await self._script(self._list, repr(now), state)]
         if state == "reserved":
             records.sort(key=lambda r: (r.reserved_until or 0.0, r.seq))
         else:
@@ -715,11 +639,11 @@ class RedisStorageDriver(BaseQueueDriver):
         body, fields = await self._read_job(job_id)
         if body is None and (fields is None or all(f is None for f in fields)):
             return None
-        return _record([job_id.encode(), body, *(fields or [None] * len(FIELDS))])
+        return as_record([job_id.encode(), body, *(fields or [None] * len(FIELDS))])
 
     async def cancel_record(self, job_id: str) -> JobRecord | None:
         fields = await self._script(self._cancel, job_id, keys=job_keys(self.prefix, job_id))
-        return _record(fields) if fields else None
+        return as_record(fields) if fields else None
 
     async def _read_job(self, job_id: str) -> tuple[Any, list[Any] | None]:
         """A job's body and state fields in one round trip, one consistent view (None for a key
@@ -731,7 +655,7 @@ class RedisStorageDriver(BaseQueueDriver):
         pipe.hmget(state, list(FIELDS))
         if overlaps:
             try:
-                body, fields = await pipe.execute(raise_on_error=False)
+                body, fields = await self._timed(pipe.execute(raise_on_error=False))
             except self._errors as exc:
                 raise await self._failed(exc, None) from None
         else:
@@ -744,17 +668,18 @@ class RedisStorageDriver(BaseQueueDriver):
         body, fields = await self._read_job(job_id)
         if fields is None:
             return None
-        return _record([job_id.encode(), body, *fields]) if fields[3] == b"dead" else None
+        return as_record([job_id.encode(), body, *fields]) if fields[3] == b"dead" else None
 
     async def requeue_dead_records(self, job_ids: Sequence[str] | None, now: float) -> list[JobRecord]:
         ids = ["*"] if job_ids is None else ["", *dict.fromkeys(job_ids)]
         keys = self._dead_keys(ids)
-        return [_record(fields) for fields in await self._script(self._requeue, repr(now), *ids, keys=keys)]
+        return [as_record(fields) for fields in await self._script(self._requeue, repr(now), *ids, keys=keys)]
 
     async def purge_dead_records(self, job_ids: Sequence[str] | None) -> list[JobRecord]:
         ids = ["*"] if job_ids is None else ["", *dict.fromkeys(job_ids)]
         return [
-            _record(fields) for fields in await self._script(self._purge, "", *ids, keys=self._dead_keys(ids))
+            as_record(fields)
+            for fields in await self._script(self._purge, "", *ids, keys=self._dead_keys(ids))
         ]
 
     def _dead_keys(self, ids: list[str]) -> list[str]:
@@ -778,130 +703,6 @@ class RedisStorageDriver(BaseQueueDriver):
         return f"RedisStorageDriver(name={self.name!r}, server={self.address!r}, prefix={self.prefix!r})"
 
 
-# -- values ------------------------------------------------------------------------------------------
-def _opt(value: object) -> str:
-    """An optional script argument: "" for None, "=" + the text otherwise."""
-    if value is None:
-        return ""
-    return "=" + (repr(value) if isinstance(value, float) else str(value))
-
-
-def _nodes(nodes: object) -> list[tuple[str, int]] | None:
-    """``["host:port", ...]`` as (host, port) pairs; None if that is not what ``nodes`` is."""
-    if not isinstance(nodes, (list, tuple)) or not nodes:
-        return None
-    pairs = []
-    for node in nodes:
-        host, _, port = node.rpartition(":") if isinstance(node, str) else ("", "", "")
-        if not host or not port.isdigit() or not 0 < int(port) < 65536:
-            return None
-        pairs.append((host, int(port)))
-    return pairs
-
-
-def _payload_text(record: JobRecord) -> str:
-    if isinstance(record.payload, str):  # a damaged payload, kept as it was read
-        return record.payload
-    return json.dumps(record.payload, separators=COMPACT)
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 def _check(key: str, value: object, ok: bool, expected: str) -> None:
     if not ok:
         raise ConfigError(key, value, expected)
-
-
-def _scrub(text: str, *secrets: str) -> str:
-    """``text`` with every secret (a password, a URL that carries one) replaced by ``***``."""
-    for secret in sorted(secrets, key=len, reverse=True):
-        text = text.replace(secret, "***")
-    return str(redact_url(text))
-
-
-def _number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _header(text: str) -> list[Any] | None:
-    """The body's header line ``[timeout, queue, type, display_name, max_retries, created_at,
-    available_at]``, or None if it is not one the driver wrote (any field of the wrong kind)."""
-    try:
-        head = json.loads(text)
-    except ValueError:
-        return None
-    if not isinstance(head, list) or len(head) != 7:
-        return None
-    timeout, queue, type_name, display_name, max_retries, created_at, first_at = head
-    if (
-        (timeout is not None and not _number(timeout))
-        or not all(isinstance(t, str) for t in (queue, type_name, display_name))
-        or not (_is_int(max_retries) and max_retries >= 0)
-        or not (_number(created_at) and _number(first_at))
-    ):
-        return None
-    return head
-
-
-def _float(text: str | None, default: float | None) -> float | None:
-    try:
-        value = float(text) if text is not None else default
-    except ValueError:
-        return default
-    return value if value is None or math.isfinite(value) else default
-
-
-def _int(text: str | None, default: int) -> int:
-    try:
-        return int(text) if text is not None else default
-    except ValueError:
-        return default
-
-
-#: A script call in a pipeline: the script, its ARGV, and (optionally) the keys it can name
-#: besides the fixed ones.
-_Call = tuple["Script", list[Any]] | tuple["Script", list[Any], Sequence[str]]
-_STATUSES = {status.value: status for status in JobStatus}
-#: How many values a script returns per job: its id, its body, then its state fields.
-RECORD_FIELDS = 2 + len(FIELDS)
-
-
-def _record(fields: Sequence[bytes | None]) -> JobRecord:
-    """A record from a script's reply: the job's id, its body, then its state fields in the order
-    of FIELDS. Absent fields keep a new job's values, or the header's. Never raises: a header or a
-    field the driver did not write reads as damaged (the body is then kept whole as the payload,
-    so running the job dead-letters it with the reason) or as a new job's value."""
-    job_id, body, seq, available_at, attempts, status, until, by, error, error_type, failed_at, queue = (
-        None if value is None else value.decode("utf-8", "replace") for value in fields
-    )
-    head_text, _, payload_text = (body or "").partition("\n")
-    head = _header(head_text)
-    if head is None:  # a damaged header: the body is kept whole, to report
-        head = [None, "", "", "", 0, 0.0, 0.0]
-        payload_text = body or ""
-    timeout, head_queue, type_name, display_name, max_retries, created_at, first_at = head
-    try:
-        decoded = json.loads(payload_text)
-    except (ValueError, RecursionError):  # RecursionError: nested too deep to decode (not ours)
-        decoded = None
-    return JobRecord(
-        id=job_id or "",
-        type=type_name,
-        queue=queue or head_queue,
-        payload=decoded if isinstance(decoded, dict) else payload_text,  # damaged: kept to report
-        display_name=display_name,
-        max_retries=max_retries,
-        timeout=None if timeout is None else float(timeout),
-        available_at=_float(available_at, float(first_at)) or 0.0,
-        created_at=float(created_at),
-        seq=_int(seq, _int(job_id, 0)),
-        attempts=_int(attempts, 0),
-        status=_STATUSES.get(status or "pending", JobStatus.PENDING),
-        reserved_until=_float(until, None),
-        reserved_by=by,
-        last_error=error,
-        error_type=error_type,
-        failed_at=_float(failed_at, None),
-    )

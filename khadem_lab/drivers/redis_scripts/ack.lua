@@ -1,7 +1,5 @@
--- ARGV: id, attempts. 1 if acknowledged, 0 if the reservation was not the current one.
-local id = ARGV[1]
-local seq = held(id, ARGV[2])
-if not seq then return 0 end
-redis.call('ZREM', RESERVED, member(seq, id))
-redis.call('DEL', P .. JOB .. id, P .. STATE .. id)
-return 1
+-- ARGV: (id, attempts) per job. Per job: 1 if acknowledged, 0 if the reservation was not the
+-- current one.
+local out = {}
+for i = 1, #ARGV, 2 do out[#out + 1] = ack_job(ARGV[i], ARGV[i + 1]) end
+return out
