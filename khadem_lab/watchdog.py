@@ -129,6 +129,9 @@ class Watchdog:
         self.loop_thread = loop_thread
         self.stall_timeout = stall_timeout
         self._active = threading.Event()
+        #: Counts the calls watched: a sample taken in a later call than the one being watched
+        #: ends that watch (its thread may sleep through the end of one call into the next).
+        self._calls = 0
         self._closed = False
         self._thread: threading.Thread | None = None
 
@@ -142,6 +145,7 @@ class Watchdog:
         if self._thread is None:
             self._thread = threading.Thread(target=self._run, name="khadem-sim-watchdog", daemon=True)
             self._thread.start()
+        self._calls += 1
         self._active.set()
         try:
             yield
@@ -177,6 +181,7 @@ class Watchdog:
         loop = self.loop
         timeout = self.stall_timeout
         assert timeout is not None
+        call = self._calls  # what is seen below is about this call only
         vnow, spins = loop._vnow, loop._spins
         spins_since = spins  # the loop's iteration count when time last moved
         since = time.monotonic()
@@ -186,6 +191,8 @@ class Watchdog:
         attempt_range: dict[str, list[int]] = {}  # job id -> [first, last] attempt seen at this instant
         while self._active.is_set() and not self._closed:
             time.sleep(SAMPLE_INTERVAL)
+            if self._calls != call:  # slept into another call: watch that one afresh
+                return
             now = time.monotonic()
             if loop._vnow != vnow or loop._holds or loop.stall is not None:
                 vnow, since, progress, spins_since = loop._vnow, now, now, loop._spins
@@ -204,6 +211,8 @@ class Watchdog:
                 seen[1] = max(seen[1], attempt.attempts)
             if now - since < timeout:
                 continue
+            if self._calls != call:  # the call ended while this sample was taken: no verdict
+                return
             repeated = [job for job, (first, last) in attempt_range.items() if last > first]
             # iterating over and over at this instant, not only slowly (a loaded machine)
             spinning = iterating and (spins < spins_since or spins - spins_since >= MIN_SPINS)
