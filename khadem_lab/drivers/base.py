@@ -294,12 +294,9 @@ class BaseQueueDriver(abc.ABC):
         """Optional primitive. What a worker's slot does between jobs, in this order: ack ``acks``
         (finished jobs whose ack was deferred), bring back the jobs whose lease ended by ``now``,
         reserve up to ``limit`` jobs. Returns the ack results, the reclaimed records and the
-        reserved ones. Default: :meth:`ack_records`, :meth:`reclaim_expired` (when
-        :meth:`lease_may_have_ended`), :meth:`reserve_records`. A remote store overrides it to
-        make the three one round trip."""
-        acked = await self.ack_records(acks) if acks else []
-        reclaimed = await self.reclaim_expired(now) if self.lease_may_have_ended(now) else []
-        return acked, reclaimed, await self.reserve_records(queues, now, worker, limit)
+        reserved ones. The one-taker case of :meth:`take_records_for`, which a remote store
+        overrides to make the three one round trip."""
+        return await self.take_records_for(acks, queues, now, [(worker, limit)])
 
     async def take_records_for(
         self,
@@ -311,9 +308,9 @@ class BaseQueueDriver(abc.ABC):
         """Optional primitive. :meth:`take_records` for several takers at once (the slots of one
         worker that want a job at the same moment): ``workers`` is (worker name, how many jobs)
         per taker, served in that order; the reserved records come back in that order, each
-        reserved by its taker, and stop at the first reserve that finds nothing. Default: as
-        :meth:`take_records`, with one :meth:`reserve_records` per taker. A remote store
-        overrides it to make it one round trip."""
+        reserved by its taker, and stop at the first reserve that finds nothing. Default:
+        :meth:`ack_records`, :meth:`reclaim_expired` (when :meth:`lease_may_have_ended`), one
+        :meth:`reserve_records` per taker. A remote store overrides it to make it one round trip."""
         acked = await self.ack_records(acks) if acks else []
         reclaimed = await self.reclaim_expired(now) if self.lease_may_have_ended(now) else []
         taken: list[JobRecord] = []

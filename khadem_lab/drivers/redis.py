@@ -498,20 +498,6 @@ class RedisStorageDriver(BaseQueueDriver):
         reply = await self._script(self._reserve, *args, keys=keys)
         return self._taken(reply)
 
-    async def take_records(
-        self,
-        acks: Sequence[JobRecord],
-        queues: Sequence[str] | None,
-        now: float,
-        worker: str | None,
-        limit: int,
-    ) -> tuple[list[bool | None], list[JobRecord], list[JobRecord]]:
-        """The acks, the lease recovery and ``limit`` reserves in one script call (``take.lua``):
-        one round trip, one check of the queue's fixed keys. The steps run in this order, as the
-        ack, reclaim and reserve scripts would one after another; the recovery costs the server one
-        empty range lookup when no lease has ended."""
-        return await self.take_records_for(acks, queues, now, [(worker, limit)])
-
     async def take_records_for(
         self,
         acks: Sequence[JobRecord],
@@ -519,9 +505,13 @@ class RedisStorageDriver(BaseQueueDriver):
         now: float,
         workers: Sequence[tuple[str | None, int]],
     ) -> tuple[list[bool | None], list[JobRecord], list[JobRecord]]:
-        """:meth:`take_records` for several takers at once (the slots of one worker that want a
-        job at the same moment): ``workers`` is (worker, how many jobs) per taker, served in
-        order; the jobs reserved come back in that order, each reserved by its taker."""
+        """The acks, the lease recovery and the reserves of several takers (the slots of one
+        worker that want a job at the same moment; ``take_records`` is the one-taker case) in one
+        script call (``take.lua``): one round trip, one check of the queue's fixed keys. The steps
+        run in this order, as the ack, reclaim and reserve scripts would one after another; the
+        recovery costs the server one empty range lookup when no lease has ended. ``workers`` is
+        (worker, how many jobs) per taker, served in order; the jobs reserved come back in that
+        order, each reserved by its taker."""
         if queues is not None and not queues:
             workers = []  # no queue to take from (the script reads no queue names as "all queues")
         args: list[str | int] = [repr(now), repr(self.lease_seconds), len(acks)]
