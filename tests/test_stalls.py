@@ -16,6 +16,8 @@ import time
 from collections.abc import Iterator, Sequence
 from datetime import timedelta
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
@@ -142,32 +144,38 @@ def test_a_call_right_after_a_stall_is_judged_on_its_own(
     the boundary, so the order is the one a busy machine makes."""
     from khadem_lab import watchdog
 
-    gate = threading.Event()
-    gate.set()
+    stalled, asleep, resume = threading.Event(), threading.Event(), threading.Event()
+
+    class NotedStall(Stall):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            stalled.set()
 
     def sleep(seconds: float) -> None:
+        if not stalled.is_set():
+            time.sleep(seconds)
+            return
+        asleep.set()  # its first sleep after the verdict, begun while the stalled call runs
         time.sleep(seconds)
-        gate.wait()  # held while the test is between the two calls
+        resume.wait()  # and lasting into the next call
 
-    monkeypatch.setattr(
-        watchdog,
-        "time",
-        type("Time", (), {"sleep": staticmethod(sleep), "monotonic": staticmethod(time.monotonic)}),
-    )
+    monkeypatch.setattr(watchdog, "Stall", NotedStall)
+    monkeypatch.setattr(watchdog, "time", SimpleNamespace(sleep=sleep, monotonic=time.monotonic))
     qm = QueueManager(clock=sim.clock)
+    # (the stalled call ends only once the watchdog sleeps: the job is dead-lettered on its way out)
+    qm.subscribe(lambda _: asleep.wait(10), kinds=[EventKind.DEAD_LETTERED])
     # Given a call that stalls on a job retried at once
     sim.run(qm.dispatch(ZeroDelayFlaky()))
     with pytest.raises(LivelockError, match="retried at once"):
         sim.run(qm.start_worker(run_in_background=True))
         sim.advance(seconds=60)
-    gate.clear()  # the watchdog thread sleeps on past the end of that call
 
     class Instant(QueueJob):
         async def handle(self) -> None:
             pass
 
     async def next_call() -> list[str]:
-        gate.set()  # it wakes while this call runs, at the same virtual instant
+        resume.set()  # the watchdog wakes while this call runs, at the same virtual instant
         return await qm.dispatch_batch([Instant() for _ in range(20_000)])
 
     # When the next call does ordinary work at that instant, Then it is not stopped
