@@ -25,7 +25,15 @@ from typing import Any, ClassVar
 
 import pytest
 
-from khadem_lab import ConfigError, DriverConfig, JobRegistry, QueueJob, QueueManager, RedisStorageDriver
+from khadem_lab import (
+    ConfigError,
+    DriverConfig,
+    JobRegistry,
+    QueueJob,
+    QueueManager,
+    RedisStorageDriver,
+    Simulation,
+)
 from khadem_lab.clock import Clock
 from khadem_lab.drivers.base import BaseQueueDriver
 from khadem_lab.testing.contract import DriverContract
@@ -276,6 +284,87 @@ def test_failover_drill_the_queue_goes_on_on_the_promoted_replica(cluster: Clust
         f"of {n} jobs had run; replica :{facts['new_master']} took over; {len(errors)} storage "
         f"errors reported; {len(twice)} jobs ran twice (an ack or reserve the old master had "
         f"not replicated); 0 jobs lost"
+    )
+
+
+def test_failover_drill_through_the_synchronous_client_under_a_simulation(cluster: Cluster) -> None:
+    """The same drill through redis-py's synchronous cluster client, which the driver uses on a
+    Simulation's clock (every call) and which every driver builds when it is made: a worker on
+    virtual time, the master of the queue's slot killed between two advances, the simulation
+    stepped on while the replica takes over. Jobs the replica had confirmed all run, at least
+    once; new dispatches go to the new master; and a new driver given the same nodes (the dead
+    one among them, as a CLI's ``stats`` would be) reads the queue."""
+    name = queue_name("failover-sync")
+    registry = JobRegistry()
+    registry.register(Step)
+    Step.runs = []
+    n, after = 1_000, 100
+    errors: list[BaseException] = []
+
+    def advance_until(done: Any, step: float) -> None:
+        """Step virtual time until ``done()``; WAIT real seconds at most (a bound, not a measure)."""
+        deadline = time.monotonic() + WAIT
+        while not done():
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"not done within {WAIT:g} s: {len(Step.runs)} runs, {len(errors)} errors"
+                )
+            sim.advance(seconds=step)
+
+    # the watchdog stays, with a bound no call through a failover comes near
+    with Simulation(stall_timeout=WAIT) as sim:
+        driver = RedisStorageDriver(
+            DriverConfig(
+                name="redis", poll_interval=timedelta(seconds=0.02), lease_time=timedelta(seconds=1)
+            ),
+            nodes=cluster.nodes[:3],
+            queue_name=name,
+            clock=sim.clock,
+            registry=registry,
+        )
+        qm = QueueManager(driver=driver, clock=sim.clock)
+        sim.run(qm.dispatch_batch([Step(i) for i in range(n)]))
+        master = cluster.master_of(driver.prefix + "seq")
+        # Every job dispatched so far is on the replica too (WAIT: one replica confirms)
+        assert cluster.cli(master, "WAIT", "1", "5000") == "1"
+        worker = sim.run(
+            qm.start_worker(
+                run_in_background=True, concurrency=4, on_error=lambda error, _stack: errors.append(error)
+            )
+        )
+        advance_until(lambda: len(Step.runs) >= n // 3, 0.01)
+        killed_at = len(Step.runs)
+        cluster.kill(master)  # between two advances: the next calls of the worker meet a dead node
+        advance_until(lambda: len(Step.runs) >= killed_at + 100, 0.1)  # the replica takes over
+        # New dispatches go to the new master
+        sim.run(qm.dispatch_batch([Step(i) for i in range(n, n + after)]))
+        advance_until(lambda: len(set(Step.runs)) == n + after, 0.1)
+        stats = sim.run(driver.get_stats())
+        sim.run(worker.stop())
+        sim.run(driver.dispose())
+
+    async def read_with_a_new_driver() -> dict[str, Any]:
+        fresh = RedisStorageDriver(DriverConfig(name="redis"), nodes=cluster.nodes[:3], queue_name=name)
+        try:
+            return await fresh.get_stats()
+        finally:
+            await fresh.dispose()
+
+    new_master = cluster.master_of(driver.prefix + "seq")
+    runs = Counter(Step.runs)
+    # Then every job ran: those confirmed on the replica before the kill, and those after it
+    assert sorted(runs) == list(range(n + after))
+    assert new_master != master
+    assert errors  # the outage was reported to on_error, and the worker went on
+    assert stats["queue_depth"] == 0 and stats["processing_count"] == 0
+    fresh = asyncio.run(read_with_a_new_driver())
+    assert fresh["queue_depth"] == 0 and fresh["processing_count"] == 0
+    twice = sorted(job for job, count in runs.items() if count > 1)
+    print(
+        f"\nfailover drill (synchronous client, Simulation): master :{master} killed after "
+        f"{killed_at} of {n} jobs had run; replica :{new_master} took over; {len(errors)} storage "
+        f"errors reported; {len(twice)} jobs ran twice (an ack or reserve the old master had not "
+        "replicated); 0 jobs lost"
     )
 
 
