@@ -45,7 +45,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from harness import run_meta
+from harness import report, run_meta
 from instructions import LARGE, SMALL, count_command
 
 HERE = Path(__file__).resolve().parent
@@ -255,10 +255,7 @@ def main() -> None:
             f"| {entry} | {statistics.median(walls[entry]):.3f} | "
             f"{statistics.median(rs):.2f} ({min(rs):.2f}-{max(rs):.2f}) | {instr} |"
         )
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if a.write:
-        (HERE / "results" / "feature_cost.md").write_text(text)
+    report(lines, "feature_cost.md", a.write)
 
 
 if __name__ == "__main__":

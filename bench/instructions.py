@@ -130,7 +130,7 @@ def main() -> None:
         per[entry] = (count(entry, LARGE) - count(entry, SMALL)) / (LARGE - SMALL)
         print(f"{entry}: {per[entry] / 1000:.1f}k", file=sys.stderr, flush=True)
     sys.path.insert(0, str(HERE))
-    from harness import git_head
+    from harness import git_head, report
 
     lines = [
         f"# Instructions per customer, callgrind ({time.strftime('%Y-%m-%d %H:%M:%S')}, git {git_head()})",
@@ -145,10 +145,7 @@ def main() -> None:
     for entry, value in per.items():
         ratio = f"{value / per['simpy']:.2f}" if "simpy" in per else ""
         lines.append(f"| {entry} | {value / 1000:.1f}k | {ratio} |")
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if a.write:
-        (HERE / "results" / "instructions.md").write_text(text)
+    report(lines, "instructions.md", a.write)
 
 
 if __name__ == "__main__":
