@@ -50,6 +50,14 @@ def run_meta(script: str, started: float) -> dict[str, Any]:
     }
 
 
+def report(lines: list[str], name: str, write: bool) -> None:
+    """Print a markdown report; with ``write``, also save it as ``bench/results/NAME``."""
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if write:
+        (ROOT / "bench" / "results" / name).write_text(text)
+
+
 @dataclass
 class NoopJob(QueueJob):
     """The no-op job of the throughput benchmarks: one int field, ``handle()`` returns at once."""

@@ -91,10 +91,15 @@ def command(entry: str, n: int) -> list[str]:
 
 def count(entry: str, n: int) -> int:
     """Instructions of one whole run, as callgrind reports them."""
+    return count_command(command(entry, n), ROOT, f"{entry} at N = {n}")
+
+
+def count_command(cmd: list[str], package_root: Path, what: str) -> int:
+    """Instructions of one run of ``cmd`` with ``package_root`` first on the import path."""
     with tempfile.TemporaryDirectory() as tmp:
-        env = dict(os.environ, PYTHONHASHSEED="0", PYTHONPATH=str(ROOT))
+        env = dict(os.environ, PYTHONHASHSEED="0", PYTHONPATH=str(package_root))
         done = subprocess.run(
-            ["valgrind", "--tool=callgrind", f"--callgrind-out-file={tmp}/out", *command(entry, n)],
+            ["valgrind", "--tool=callgrind", f"--callgrind-out-file={tmp}/out", *cmd],
             capture_output=True,
             text=True,
             env=env,
@@ -102,7 +107,7 @@ def count(entry: str, n: int) -> int:
         )
     found = re.search(r"Collected : (\d+)", done.stderr)
     if done.returncode != 0 or found is None:
-        raise SystemExit(f"{entry} at N = {n} failed:\n{done.stderr[-2000:]}")
+        raise SystemExit(f"{what} failed:\n{done.stderr[-2000:]}")
     return int(found.group(1))
 
 
@@ -125,7 +130,7 @@ def main() -> None:
         per[entry] = (count(entry, LARGE) - count(entry, SMALL)) / (LARGE - SMALL)
         print(f"{entry}: {per[entry] / 1000:.1f}k", file=sys.stderr, flush=True)
     sys.path.insert(0, str(HERE))
-    from harness import git_head
+    from harness import git_head, report
 
     lines = [
         f"# Instructions per customer, callgrind ({time.strftime('%Y-%m-%d %H:%M:%S')}, git {git_head()})",
@@ -140,10 +145,7 @@ def main() -> None:
     for entry, value in per.items():
         ratio = f"{value / per['simpy']:.2f}" if "simpy" in per else ""
         lines.append(f"| {entry} | {value / 1000:.1f}k | {ratio} |")
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if a.write:
-        (HERE / "results" / "instructions.md").write_text(text)
+    report(lines, "instructions.md", a.write)
 
 
 if __name__ == "__main__":

@@ -206,7 +206,29 @@ def main() -> None:
         default="slots",
         help="slots: one worker with concurrency=c; workers: c workers",
     )
+    p.add_argument(
+        "--quiet",
+        action="store_true",
+        help="run_quiet: nobody listens to events; prints wall_s and the package measured only",
+    )
     a = p.parse_args()
+    if a.quiet:
+        import khadem_lab
+
+        wall = run_quiet(a.n, a.seed, a.c, a.rho, a.mu)
+        print(
+            json.dumps(
+                {
+                    "bench": "khadem_mmc_quiet",
+                    "n": a.n,
+                    "seed": a.seed,
+                    "wall_s": round(wall, 4),
+                    "package": os.path.dirname(khadem_lab.__file__),
+                }
+            ),
+            flush=True,
+        )
+        return
     print(json.dumps(run(a.n, a.seed, a.c, a.rho, a.mu, a.mode)), flush=True)
 
 
