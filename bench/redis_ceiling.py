@@ -5,7 +5,9 @@
 No queue at all: --coroutines (default 8) asyncio coroutines share one client, built by the
 driver's own connection code (``khadem_lab.drivers.redisconn.connect``: ``redis.asyncio`` with
 the hiredis parser when installed, no client-side timeouts, no retry, as the driver runs it), and
-each makes bare round trips in a loop, one after another, until N round trips are done in all.
+each makes bare round trips in a loop, one after another, until N round trips are done in all,
+and again until --least seconds (default 0.5) have passed (at loopback N = 2,000 lasts about
+50 ms, where one stall of the machine would halve the rate).
 Each round trip goes as the driver sends its script calls (``RedisStorageDriver._evalsha``): a
 connection taken from the client's pool, the command packed by ``pack_evalsha`` and sent, the reply
 read, the connection given back; so 8 coroutines use 8 connections, as 8 slots with a reserve each
@@ -47,8 +49,9 @@ GATHERED = "local r = {} for i = 1, tonumber(ARGV[1]) do r[i] = {ARGV[2], ARGV[3
 PING = b"*1\r\n$4\r\nPING\r\n"
 
 
-async def round_trips(client: Any, packed: bytes, n: int, coroutines: int) -> float:
-    """N round trips of ``packed`` from ``coroutines`` coroutines at once; the rate per second."""
+async def round_trips(client: Any, packed: bytes, n: int, coroutines: int, least: float) -> float:
+    """N round trips of ``packed`` from ``coroutines`` coroutines at once, again until ``least``
+    seconds have passed; the rate per second."""
     pool = client.connection_pool
     left = n
 
@@ -64,23 +67,25 @@ async def round_trips(client: Any, packed: bytes, n: int, coroutines: int) -> fl
                 await pool.release(connection)
 
     await asyncio.gather(*(slot() for _ in range(coroutines)))  # warm: every connection made
-    left = n
-    started = time.perf_counter()
-    await asyncio.gather(*(slot() for _ in range(coroutines)))
-    return n / (time.perf_counter() - started)
+    done, started = 0, time.perf_counter()
+    while done == 0 or time.perf_counter() - started < least:
+        left = n
+        await asyncio.gather(*(slot() for _ in range(coroutines)))
+        done += n
+    return done / (time.perf_counter() - started)
 
 
-async def measure(url: str, n: int, coroutines: int) -> dict[str, Any]:
+async def measure(url: str, n: int, coroutines: int, least: float) -> dict[str, Any]:
     options = {"url": url, "timeout": 10.0, "cluster": False}
     client = connect(options, asynchronous=True)
     try:
         sha = await client.script_load(SCRIPT)
         packed = pack_evalsha(sha, ["{ceiling}:untouched"], ["123456", "x" * 200])
-        evalsha = await round_trips(client, packed, n, coroutines)
-        ping = await round_trips(client, PING, n, coroutines)
+        evalsha = await round_trips(client, packed, n, coroutines, least)
+        ping = await round_trips(client, PING, n, coroutines, least)
         sha = await client.script_load(GATHERED)
         packed = pack_evalsha(sha, ["{ceiling}:untouched"], [coroutines, "123456", "x" * 200])
-        gathered = await round_trips(client, packed, n // coroutines, 1) * coroutines
+        gathered = await round_trips(client, packed, n // coroutines, 1, least) * coroutines
         connections = len(client.connection_pool._available_connections)
     finally:
         await client.aclose()
@@ -88,6 +93,7 @@ async def measure(url: str, n: int, coroutines: int) -> dict[str, Any]:
         "bench": "ceiling",
         "n": n,
         "coroutines": coroutines,
+        "least_seconds": least,
         "connections": connections,
         "evalsha_rps": round(evalsha, 1),
         "ping_rps": round(ping, 1),
@@ -103,8 +109,9 @@ def main() -> None:
     p.add_argument("--url", default=os.environ.get("PEERS_REDIS_URL", "redis://127.0.0.1:6390") + "/0")
     p.add_argument("--n", type=int, default=10_000, help="round trips of each kind, in all")
     p.add_argument("--coroutines", type=int, default=8, help="coroutines making round trips at once")
+    p.add_argument("--least", type=float, default=0.5, help="seconds each kind runs at least (N again)")
     a = p.parse_args()
-    print(json.dumps(asyncio.run(measure(a.url, a.n, a.coroutines))), flush=True)
+    print(json.dumps(asyncio.run(measure(a.url, a.n, a.coroutines, a.least))), flush=True)
 
 
 if __name__ == "__main__":
