@@ -338,8 +338,13 @@ def test_failover_drill_through_the_synchronous_client_under_a_simulation(cluste
         advance_until(lambda: len(Step.runs) >= killed_at + 100, 0.1)  # the replica takes over
         # New dispatches go to the new master
         sim.run(qm.dispatch_batch([Step(i) for i in range(n, n + after)]))
-        advance_until(lambda: len(set(Step.runs)) == n + after, 0.1)
-        stats = sim.run(driver.get_stats())
+        stats: dict[str, Any] = {}
+
+        def drained() -> bool:  # every job ran, and none is waiting or held (a second run included)
+            stats.update(sim.run(driver.get_stats()))
+            return len(set(Step.runs)) == n + after and stats["queue_depth"] == stats["processing_count"] == 0
+
+        advance_until(drained, 0.1)
         sim.run(worker.stop())
         sim.run(driver.dispose())
 
