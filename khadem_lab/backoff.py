@@ -8,6 +8,7 @@ just failed, counting from 1, so the first retry waits ``delay_for(strategy, 1)`
 from __future__ import annotations
 
 import random
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -33,6 +34,10 @@ class Fixed:
         return self.seconds
 
 
+#: The longest delay a strategy gives: the largest float (a retry due after the calendar ends).
+_LONGEST = sys.float_info.max
+
+
 @dataclass(frozen=True)
 class Exponential:
     """``base * factor ** (attempt - 1)``, capped at ``max_delay``: 30 s, 60 s, 120 s, ..."""
@@ -42,7 +47,10 @@ class Exponential:
     max_delay: timedelta | float | None = None
 
     def delay(self, attempt: int) -> float:
-        seconds = to_seconds(self.base) * self.factor ** max(0, attempt - 1)
+        try:
+            seconds = min(to_seconds(self.base) * self.factor ** max(0, attempt - 1), _LONGEST)
+        except OverflowError:  # factor ** (attempt - 1) past what a float holds (2.0 ** 1025)
+            seconds = _LONGEST
         if self.max_delay is not None:
             seconds = min(seconds, to_seconds(self.max_delay))
         return seconds

@@ -33,7 +33,7 @@ from typing import Any, TypeVar
 from . import wallclock as wallclock_bridge
 from .clock import VirtualClock, to_datetime, to_seconds, to_timestamp
 from .errors import BackgroundTaskError, LivelockError, SimulationError, SimulationStalled
-from .vloop import VirtualTimeLoop
+from .vloop import LAST_TIME, VirtualTimeLoop
 from .watchdog import Preempted, Stall, Watchdog
 
 log = logging.getLogger(__name__)
@@ -128,9 +128,20 @@ class Simulation:
         days: float = 0,
     ) -> datetime:
         """Run everything that becomes due in the next ``delta``, in order; return the new now."""
-        target = self.time() + _duration(delta, seconds, minutes, hours, days)
+        target = self._target(_duration(delta, seconds, minutes, hours, days))
         self._call(self.loop.run_until, target)
         return self.now()
+
+    def _target(self, duration: float) -> float:
+        """Where an advance by ``duration`` seconds ends; refused (nothing run) past the calendar."""
+        target = self.time() + duration
+        if target > LAST_TIME:
+            raise ValueError(
+                f"advancing {duration:,.0f} s from {self.now():%Y-%m-%d} would take the clock past "
+                "9999-12-31 23:59:59 UTC, the last moment a datetime can hold; nothing was run. "
+                "Advance by less (run_until_idle() runs everything there is to run)."
+            )
+        return target
 
     def run_until(self, moment: datetime) -> datetime:
         """Advance to the absolute time ``moment`` (aware, or naive taken as UTC)."""
@@ -164,7 +175,7 @@ class Simulation:
         hours: float = 0,
         days: float = 0,
     ) -> datetime:
-        target = self.time() + _duration(delta, seconds, minutes, hours, days)
+        target = self._target(_duration(delta, seconds, minutes, hours, days))
         await self._call_async(self.loop.run_until, target)
         return self.now()
 

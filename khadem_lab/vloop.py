@@ -33,6 +33,15 @@ if TYPE_CHECKING:
 # resolution, 1 ns) is below the float spacing of epoch seconds (~0.24 us), so a timer due exactly
 # now would never fire.
 CLOCK_RESOLUTION = 1e-6
+# From 2**33 s on (the year 2242) epoch seconds are spaced more than 1 us apart, and from 2**34 s
+# (2514) `now + 1e-6` rounds back to `now`, so a timer due exactly now would never count as due
+# and the loop would spin until LivelockError (a retry backoff with no ceiling gets there). There
+# the resolution is the float spacing itself (see VirtualTimeLoop._coarser): below 2**34 s every
+# timer counts as due exactly as before.
+COARSE_FROM = 2.0**33
+#: 9999-12-31 23:59:59 UTC, the last second a datetime can hold: the clock never goes past it
+#: (a timer due later never fires; ``Simulation.advance`` refuses to go there).
+LAST_TIME = 253_402_300_799.0
 
 # asyncio's own thresholds (base_events): with more than 100 timers of which more than half are
 # cancelled, the heap is rebuilt without them. Kept identical, so timers fire in the same order.
@@ -114,7 +123,13 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
         super().__init__()
         self._vnow = float(start)
         self._clock_resolution = CLOCK_RESOLUTION
-        self._horizon = math.inf
+        #: From this virtual time on, 1 us is below the float spacing of epoch seconds: the
+        #: resolution must grow with the time (see :meth:`_coarser`).
+        self._coarse_from = COARSE_FROM
+        if self._vnow >= COARSE_FROM:
+            self._coarser(self._vnow)
+        self._horizon = LAST_TIME  # where the clock may go in this run (see run_until)
+        self._open_ended = True  # the run has no horizon of its own: the clock stays at its last event
         self._jump_to_horizon = True
         self._holds = 0
         self._real_select = self._selector.select  # type: ignore[attr-defined]
@@ -153,9 +168,18 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
     def _set_time(self, when: float) -> None:
         if when > self._vnow:
             self._vnow = when
+            if when >= self._coarse_from:
+                self._coarser(when)
             self._spins = 0
             if self.on_jump is not None:
                 self.on_jump(when)
+
+    def _coarser(self, when: float) -> None:
+        """Time has reached ``when``, where 1 us is at or below the float spacing of epoch seconds:
+        from here to the next power of two (where the spacing doubles), a timer counts as due when
+        it is due at ``when`` exactly (the resolution is that spacing)."""
+        self._clock_resolution = max(CLOCK_RESOLUTION, math.ulp(when))
+        self._coarse_from = math.ldexp(1.0, math.frexp(when)[1])
 
     # -- the hot path -----------------------------------------------------------------------
     # asyncio's call_soon / call_at / call_later / _run_once, streamlined for a loop whose clock is
@@ -237,7 +261,8 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
             return
         ready = self._ready
         popleft = ready.popleft
-        resolution = self._clock_resolution
+        resolution = self._clock_resolution  # both change only as time passes 2**33 s, 2**34 s ...
+        coarse_from = self._coarse_from  # (read again after any call that may move the clock)
         while True:
             scheduled = self._scheduled
             count = len(scheduled)
@@ -266,6 +291,7 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
                 timeout = None
             if self._holds or self.stall is not None or len(self._watched) > 1:
                 events = self._virtual_select(timeout)  # real I/O, or a stall: the general case
+                resolution, coarse_from = self._clock_resolution, self._coarse_from
                 if events:
                     self._process_events(events)  # type: ignore[attr-defined]
                     del events  # no reference kept (as asyncio: cycles after an error)
@@ -279,11 +305,15 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
                 when = scheduled[0][0]
                 if when > self._vnow:
                     self._vnow = when
+                    if when >= coarse_from:
+                        self._coarser(when)
+                        resolution, coarse_from = self._clock_resolution, self._coarse_from
                     self._spins = 0
                     if self.on_jump is not None:
                         self.on_jump(when)
             else:
                 events = self._virtual_select(timeout)
+                resolution, coarse_from = self._clock_resolution, self._coarse_from
                 if events:
                     self._process_events(events)  # type: ignore[attr-defined]
                     events = None
@@ -391,10 +421,11 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
             result: list[Any] = self._real_select(0.05)
             return result
         next_when = self._next_work()
-        if next_when > self._horizon or next_when == math.inf:
-            # Work left beyond the horizon: time has run up to it. Nothing left at all: idle; the
-            # clock goes to the horizon only if asked (advance), not for run_until_idle.
-            if self._horizon != math.inf and (self._jump_to_horizon or next_when != math.inf):
+        if next_when > self._horizon:
+            # Work left beyond the horizon: time has run up to it. Nothing left at all (or only
+            # past the calendar's end): idle; the clock goes to the horizon only if asked
+            # (advance), not for run_until_idle.
+            if not self._open_ended and (self._jump_to_horizon or next_when != math.inf):
                 self._set_time(self._horizon)
             self.quiescent = True
             self.stop()
@@ -453,22 +484,27 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
         """Run everything due up to ``horizon`` in time order; stop once quiescent there.
 
         With ``jump_to_horizon`` the clock ends exactly at ``horizon``; without, it stays at the
-        last thing that ran (``run_until_idle``).
+        last thing that ran (``run_until_idle``). A horizon past :data:`LAST_TIME` (``math.inf``:
+        none) leaves the run open-ended: the clock stays at the last thing that ran, and a timer
+        due past the calendar's end never fires.
         """
-        self._horizon = horizon
+        self._horizon = min(horizon, LAST_TIME)
+        self._open_ended = horizon > LAST_TIME
         self._jump_to_horizon = jump_to_horizon
         self.quiescent = False
         try:
             self.run_forever()
         finally:
-            self._horizon = math.inf
+            self._horizon = LAST_TIME
+            self._open_ended = True
             self._jump_to_horizon = True
 
     def run_task(self, task: asyncio.Future[Any]) -> bool:
         """Run until ``task`` is done, time moving as needed. False if it stalled instead."""
         task.add_done_callback(self._stop_on_done)
         self.quiescent = False
-        self._horizon = math.inf
+        self._horizon = LAST_TIME
+        self._open_ended = True
         self._jump_to_horizon = False
         try:
             self.run_forever()

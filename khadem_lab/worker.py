@@ -31,6 +31,13 @@ MAX_ERROR_BACKOFF = 30.0
 _COMPLETED = Outcome.COMPLETED  # a module constant: no enum lookup per job
 
 
+def error_backoff(poll_interval: float, failures: int) -> float:
+    """The pause after the ``failures``-th storage failure in a row: ``poll_interval`` doubled
+    each time, at most :data:`MAX_ERROR_BACKOFF`. The exponent is capped: an outage can last more
+    than 1,024 tries, and ``2.0 ** 1024`` is past what a float holds."""
+    return min(MAX_ERROR_BACKOFF, poll_interval * 2.0 ** min(failures - 1, 1000))
+
+
 @dataclass
 class WorkerStats:
     """What a worker has done so far."""
@@ -254,10 +261,7 @@ class Worker:
                 self._claimed -= 1
                 failures += 1
                 await report_error(hooks, exc)
-                backoff = min(
-                    MAX_ERROR_BACKOFF, to_seconds(driver.config.poll_interval) * 2 ** (failures - 1)
-                )
-                await self._pause(backoff)
+                await self._pause(error_backoff(to_seconds(driver.config.poll_interval), failures))
                 continue
             failures = 0
             if record is None:
@@ -329,10 +333,7 @@ class Worker:
                     self._claimed -= want
                     failures += 1
                     await report_error(self.hooks, exc)
-                    backoff = min(
-                        MAX_ERROR_BACKOFF, to_seconds(driver.config.poll_interval) * 2 ** (failures - 1)
-                    )
-                    await self._pause(backoff)
+                    await self._pause(error_backoff(to_seconds(driver.config.poll_interval), failures))
                     continue
                 finally:  # sent with the reserve (if it failed, the leases bring those jobs back)
                     if deferred:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -162,6 +163,23 @@ def test_a_class_defined_again_replaces_its_registration() -> None:
 )
 def test_retry_delays(strategy: Any, expected: list[float]) -> None:
     assert [delay_for(strategy, attempt) for attempt in (1, 2, 3, 4)] == expected
+
+
+def test_a_job_retried_thousands_of_times_keeps_its_backoff_ceiling() -> None:
+    # An hourly ceiling on exponential backoff ("retry for ever, at most hourly"): past attempt
+    # 1,025 the uncapped delay is beyond what a float holds, and the ceiling still applies
+    hourly = Exponential(base=1, max_delay=timedelta(hours=1))
+    assert [delay_for(hourly, attempt) for attempt in (12, 13, 1_025, 1_026, 5_000)] == [
+        2048,
+        3600,
+        3600,
+        3600,
+        3600,
+    ]
+    jitter = ExponentialJitter(base=1, max_delay=timedelta(hours=1), seed=3)
+    assert all(0 <= jitter.delay(attempt) <= 3600 for attempt in range(1_020, 1_100))
+    # Without a ceiling the delay stays a finite number (the retry is due after the calendar ends)
+    assert math.isfinite(delay_for(Exponential(base=30), 5_000))
 
 
 def test_jitter_is_bounded_and_repeats_with_its_seed() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import socket
 import time
 from collections.abc import Iterator
@@ -15,12 +16,14 @@ from khadem_lab import (
     EventKind,
     EventLog,
     LivelockError,
+    QueueJob,
     QueueManager,
     Simulation,
     SimulationError,
     SimulationStalled,
     demo,
 )
+from khadem_lab.backoff import Exponential
 
 from .support import START, Recorded, at, elapsed
 
@@ -127,6 +130,61 @@ def test_a_livelock_raises_instead_of_hanging() -> None:
         sim.spawn(spin())
         with pytest.raises(LivelockError, match="without time moving"):
             sim.advance(seconds=1)
+
+
+def test_a_job_retried_with_backoff_for_centuries_runs_when_due_not_a_livelock() -> None:
+    # Given a job that always fails, retried with exponential backoff from 1 s and no ceiling
+    class Doomed(QueueJob):
+        max_retries = 36
+        retry_delay = Exponential(base=timedelta(seconds=1))
+
+        async def handle(self) -> None:
+            raise RuntimeError("the service is gone")
+
+    with Simulation(livelock_budget=10_000) as sim:
+        qm = QueueManager(clock=sim.clock)
+        log = EventLog()
+        qm.subscribe(log)
+        sim.run(qm.dispatch(Doomed()))
+        sim.run(qm.start_worker(run_in_background=True))
+        # When the simulation runs through the retries: the last ones are due past the year 2514,
+        # where epoch seconds are spaced more than the loop's 1 us apart
+        sim.advance(days=365 * 3_000)
+        # Then every attempt ran when its retry was due, and the job ended in the dead-letter queue
+        started = [e.time for e in log.of_kind(EventKind.STARTED)]
+        assert len(started) == 37
+        assert [b - a for a, b in itertools.pairwise(started)] == [2.0**k for k in range(36)]
+        assert sim.now() == START + timedelta(days=365 * 3_000)  # the year 5022
+        assert sim.run(qm.driver.size()) == 0 and len(log.of_kind(EventKind.DEAD_LETTERED)) == 1
+
+
+def test_a_simulation_far_in_the_future_runs_jobs_at_their_times() -> None:
+    with Simulation(datetime(2600, 1, 1, tzinfo=UTC), livelock_budget=10_000) as sim:
+        Recorded.reset(sim)
+        qm = QueueManager(clock=sim.clock)
+        sim.run(qm.dispatch(Recorded("later", work=2), delay=timedelta(seconds=1)))
+        sim.run(qm.start_worker(run_in_background=True))
+        sim.advance(seconds=10)
+        assert Recorded.runs == [(3.0, "later", 1)]  # due at 1 s, then 2 s of work
+        assert sim.now() == datetime(2600, 1, 1, 0, 0, 10, tzinfo=UTC)
+
+
+def test_the_clock_stops_at_the_calendars_end_with_a_clear_error(sim: Simulation) -> None:
+    # Given a job due in the year 11024 and one due in 9024, and an idle worker
+    qm = QueueManager(clock=sim.clock)
+    Recorded.reset(sim)
+    sim.run(qm.dispatch(Recorded("after 9999"), delay=timedelta(days=365 * 9_000)))
+    sim.run(qm.dispatch(Recorded("before"), delay=timedelta(days=365 * 7_000)))
+    sim.run(qm.start_worker(run_in_background=True))
+    # When an advance would go past 9999-12-31, it is refused before anything runs
+    with pytest.raises(ValueError, match=r"past 9999-12-31 23:59:59 UTC.*nothing was run"):
+        sim.advance(days=365 * 8_000)
+    assert sim.now() == START and Recorded.runs == []
+    # And running until idle runs what the calendar holds, and leaves the clock at its last event
+    sim.run_until_idle()
+    assert [name for _, name, _ in Recorded.runs] == ["before"]
+    assert sim.now() == START + timedelta(days=365 * 7_000)
+    assert sim.run(qm.driver.size()) == 1  # the job due after 9999 waits, never run
 
 
 def test_a_failing_background_task_stops_the_advance_at_its_virtual_time(sim: Simulation) -> None:

@@ -8,7 +8,7 @@ import math
 import random
 import types
 
-from khadem_lab.vloop import VirtualTimeLoop
+from khadem_lab.vloop import LAST_TIME, VirtualTimeLoop
 
 START = 1_704_099_600.0
 
@@ -80,3 +80,23 @@ def test_a_timer_handle_is_equal_only_to_itself() -> None:
     loop.run_until(math.inf, jump_to_horizon=False)
     loop.close()
     assert fired == [1]
+
+
+def test_a_timer_due_now_fires_far_in_the_future_too() -> None:
+    """Past 2**34 s (the year 2514) `now + 1e-6` rounds back to `now`: a timer due exactly now must
+    still fire (not spin until LivelockError), at every magnitude up to the calendar's end (9999),
+    in asyncio's order."""
+    for start in (2.0**33, 2.0**34 + 123.0, 1.888e10, 2.0**37, LAST_TIME - 2.0**21):
+        loop = VirtualTimeLoop(start, livelock_budget=1_000)
+        fired: list[tuple[float, int]] = []
+        whens = [start + step for step in (1.0, 1.0, 2.0**20, 2.0**20 + 1.0)]
+        for index, when in enumerate(whens):
+            loop.call_at(when, note_time, loop, fired, index)
+        loop.run_until(math.inf, jump_to_horizon=False)
+        loop.close()
+        assert [index for _, index in fired] == asyncio_order(whens), start
+        assert [time for time, _ in fired] == sorted(whens), start
+
+
+def note_time(loop: VirtualTimeLoop, fired: list[tuple[float, int]], index: int) -> None:
+    fired.append((loop.time(), index))

@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
 import pytest
 
-from khadem_lab import EventKind, EventLog, QueueJob, QueueManager, Simulation
+from khadem_lab import (
+    DriverConfig,
+    EventKind,
+    EventLog,
+    InMemoryDriver,
+    QueueJob,
+    QueueManager,
+    Simulation,
+    StorageError,
+)
 
 from .support import Recorded
 
@@ -282,3 +292,34 @@ def test_a_counter_that_raises_is_logged_once_and_counted(
     failures = [r for r in caplog.records if "event subscriber" in r.getMessage()]
     assert len(failures) == 1 and "completed (job 1" in failures[0].getMessage()
     assert [(e.subscriber, e.count) for e in qm.subscriber_errors] == [(tally, 2)]
+
+
+class _StoreDown(InMemoryDriver):
+    """A store whose server is down: every reserve fails as a real one's would (StorageError)."""
+
+    async def reserve_record(self, queues: Any, now: float, worker: str | None) -> Any:
+        raise StorageError("the store at test:0 does not answer")
+
+    async def reserve_records(self, queues: Any, now: float, worker: str | None, limit: int) -> Any:
+        raise StorageError("the store at test:0 does not answer")
+
+
+@pytest.mark.parametrize("prefetch", [1, 10])
+def test_a_worker_outlives_a_long_outage_backing_off_at_most_30_s(sim: Simulation, prefetch: int) -> None:
+    # Given a worker whose store fails every reserve for 12 virtual hours (over 1,400 failures)
+    qm = QueueManager(driver=_StoreDown(DriverConfig(name="down")), clock=sim.clock)
+    failures: list[float] = []
+    worker = sim.run(
+        qm.start_worker(
+            run_in_background=True,
+            prefetch=prefetch,
+            on_error=lambda error, _stack: failures.append(sim.time()),
+        )
+    )
+    sim.advance(hours=12)
+    # Then it is still running, reporting each failure, and waits 1, 2, 4 ... then 30 s between them
+    assert worker.running and worker.task is not None and not worker.task.done()
+    gaps = [b - a for a, b in itertools.pairwise(failures)]
+    assert gaps[:6] == [1.0, 2.0, 4.0, 8.0, 16.0, 30.0]
+    assert len(failures) > 1_030 and set(gaps[5:]) == {30.0}
+    sim.run(qm.stop_workers())
