@@ -28,14 +28,13 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from harness import run_meta, summary
+from harness import run_json, run_meta, summary
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -159,15 +158,6 @@ def entry_cmd(entry: str, n: int, probe_k: int, *, batch: int = 100) -> list[str
     if peer == "pq":
         return [py, str(PEERS / "persistqueue_bench.py"), "--n", str(n), "--kind", kind]
     return [py, str(PEERS / "huey_bench.py"), "--n", str(n), "--storage", kind]
-
-
-def run_json(cmd: list[str], cwd: Path) -> dict[str, Any]:
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=cwd)
-    if proc.returncode != 0:
-        raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr}")
-    line = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")][-1]
-    record: dict[str, Any] = json.loads(line)
-    return record
 
 
 def brief(rec: dict[str, Any]) -> str:

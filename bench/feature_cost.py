@@ -35,17 +35,15 @@ minute per step). ``--write`` saves ``bench/results/feature_cost.md``.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from harness import report, run_meta
+from harness import report, run_json, run_meta
 from instructions import LARGE, SMALL, count_command
 
 HERE = Path(__file__).resolve().parent
@@ -174,10 +172,7 @@ def wall(cmd: list[str], package_root: Path | None) -> float:
     env = dict(os.environ)
     if package_root is not None:
         env["PYTHONPATH"] = str(package_root)
-    done = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, check=False)
-    if done.returncode != 0:
-        raise SystemExit(f"{' '.join(cmd)} failed:\n{done.stderr[-2000:]}")
-    record = json.loads([ln for ln in done.stdout.splitlines() if ln.startswith("{")][-1])
+    record = run_json(cmd, ROOT, env)
     if package_root is not None and Path(record["package"]) != package_root / "khadem_lab":
         raise SystemExit(f"measured {record['package']}, not the copy at {package_root}")
     return float(record["wall_s"])

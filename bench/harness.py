@@ -3,6 +3,7 @@ metadata, and the no-op job the throughput scripts dispatch."""
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import statistics
@@ -48,6 +49,20 @@ def run_meta(script: str, started: float) -> dict[str, Any]:
         "loadavg_end": [round(x, 2) for x in os.getloadavg()],
         "git": git_head(),
     }
+
+
+def json_records(cmd: list[str], cwd: Path = ROOT, env: dict[str, str] | None = None) -> list[dict[str, Any]]:
+    """Run one benchmark script in a fresh interpreter; the JSON records it printed (its stdout
+    lines that start with ``{``). A failed run stops the benchmark with the script's stderr."""
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, env=env)
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    return [json.loads(ln) for ln in proc.stdout.splitlines() if ln.startswith("{")]
+
+
+def run_json(cmd: list[str], cwd: Path = ROOT, env: dict[str, str] | None = None) -> dict[str, Any]:
+    """:func:`json_records`' last record: the one a benchmark script prints at its end."""
+    return json_records(cmd, cwd, env)[-1]
 
 
 def report(lines: list[str], name: str, write: bool) -> None:

@@ -47,7 +47,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from harness import run_meta, summary
+from harness import json_records, run_json, run_meta, summary
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -100,13 +100,6 @@ def entry_cmd(entry: str, n: int, peers_python: str) -> tuple[list[str], Path]:
         return [*pin, sys.executable, str(HERE / "redis_ceiling.py"), "--n", str(n)], ROOT
     script, *args = PEER_ARGS[entry]
     return [*pin, peers_python, str(PEERS / script), "--n", str(n), *args], PEERS
-
-
-def run_json(cmd: list[str], cwd: Path, env: dict[str, str]) -> list[dict[str, Any]]:
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, env=env)
-    if proc.returncode != 0:
-        raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
-    return [json.loads(ln) for ln in proc.stdout.splitlines() if ln.startswith("{")]
 
 
 def brief(rec: dict[str, Any]) -> str:
@@ -212,8 +205,8 @@ def main() -> None:
             proxy = subprocess.Popen(["taskset", "-c", "0", *proxy_cmd])
             time.sleep(1)
             probe = [sys.executable, str(HERE / "redis_proxy.py"), "--probe", "500", "--listen"]
-            rtt = run_json([*probe, str(a.port + 1)], HERE, env)[-1]
-            rtt["loopback_rtt_ms_median"] = run_json([*probe, str(a.port)], HERE, env)[-1]["rtt_ms_median"]
+            rtt = run_json([*probe, str(a.port + 1)], HERE, env)
+            rtt["loopback_rtt_ms_median"] = run_json([*probe, str(a.port)], HERE, env)["rtt_ms_median"]
             print(f"round trip through the proxy: {rtt}", file=sys.stderr, flush=True)
         try:
             for r in range(a.rounds):
@@ -222,7 +215,7 @@ def main() -> None:
                     mode_env = {**env, "PEERS_REDIS_URL": urls[mode]}
                     for entry in ENTRIES[k:] + ENTRIES[:k]:
                         cmd, cwd = entry_cmd(entry, a.n, a.peers_python)
-                        rec = run_json(cmd, cwd, mode_env)[-1]
+                        rec = run_json(cmd, cwd, mode_env)
                         rec.update(entry=entry, round=r, mode=mode)
                         raw.append(rec)
                         print(f"round {r} {mode:8s} {entry:13s} {brief(rec)}", file=sys.stderr, flush=True)
@@ -237,10 +230,10 @@ def main() -> None:
                 cmd, cwd = entry_cmd(entry, a.rt_n, a.peers_python)
                 counter = [str(HERE / "redis_roundtrips.py"), "--n", str(a.rt_n), "--"]
                 if entry == "khadem":
-                    recs = run_json([*cmd, "--count-commands"], cwd, env)
+                    recs = json_records([*cmd, "--count-commands"], cwd, env)
                     round_trips[entry] = {"phases": recs[-1]["commands"]}
                 else:
-                    recs = run_json([*cmd[:4], *counter, *cmd[4:]], cwd, env)
+                    recs = json_records([*cmd[:4], *counter, *cmd[4:]], cwd, env)
                     round_trips[entry] = recs[-1]
                 print(f"round trips {entry:13s} {json.dumps(round_trips[entry])[:200]}", file=sys.stderr)
         for db in range(7):  # leave the private server empty

@@ -26,14 +26,13 @@ import argparse
 import json
 import math
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from erlang import mean_ci95, mmc_wq
-from harness import run_meta, summary
+from harness import run_json, run_meta, summary
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -46,16 +45,6 @@ WQ_ERLANG = mmc_wq(LAMBDA, MU, C)
 TARGET_RPS = 50_000
 TARGET_RATIO = 1.5  # issue 13 (it was 3 before the loop's hot path was streamlined)
 TARGET_WQ = 0.05
-
-
-def run_json(cmd: list[str]) -> dict[str, Any]:
-    """Run one benchmark script in a fresh interpreter; its last stdout line is its JSON record."""
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
-    if proc.returncode != 0:
-        raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr}")
-    line = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")][-1]
-    record: dict[str, Any] = json.loads(line)
-    return record
 
 
 def entry_cmd(entry: str, n: int, seed: int) -> list[str]:
