@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
+from .backoff import Exponential
 from .clock import to_seconds
 from .execution import NO_HOOKS, Hooks, Outcome, execute, report_error
 from .gather import ReserveGather
@@ -29,13 +30,6 @@ if TYPE_CHECKING:
 #: Longest pause between retries of a failing storage call (a server that is down).
 MAX_ERROR_BACKOFF = 30.0
 _COMPLETED = Outcome.COMPLETED  # a module constant: no enum lookup per job
-
-
-def error_backoff(poll_interval: float, failures: int) -> float:
-    """The pause after the ``failures``-th storage failure in a row: ``poll_interval`` doubled
-    each time, at most :data:`MAX_ERROR_BACKOFF`. The exponent is capped: an outage can last more
-    than 1,024 tries, and ``2.0 ** 1024`` is past what a float holds."""
-    return min(MAX_ERROR_BACKOFF, poll_interval * 2.0 ** min(failures - 1, 1000))
 
 
 @dataclass
@@ -87,6 +81,9 @@ class Worker:
         #: at once (for other workers), instead of running them first.
         self.release_on_stop = release_on_stop
         self.driver = driver
+        #: The pause after the n-th storage failure in a row: poll_interval, doubled each time,
+        #: at most MAX_ERROR_BACKOFF (for as long as the outage lasts).
+        self._error_backoff = Exponential(base=driver.config.poll_interval, max_delay=MAX_ERROR_BACKOFF)
         self.name = name
         self.queues = list(queues) if queues is not None else None
         self.concurrency = concurrency
@@ -261,7 +258,7 @@ class Worker:
                 self._claimed -= 1
                 failures += 1
                 await report_error(hooks, exc)
-                await self._pause(error_backoff(to_seconds(driver.config.poll_interval), failures))
+                await self._pause(self._error_backoff.delay(failures))
                 continue
             failures = 0
             if record is None:
@@ -333,7 +330,7 @@ class Worker:
                     self._claimed -= want
                     failures += 1
                     await report_error(self.hooks, exc)
-                    await self._pause(error_backoff(to_seconds(driver.config.poll_interval), failures))
+                    await self._pause(self._error_backoff.delay(failures))
                     continue
                 finally:  # sent with the reserve (if it failed, the leases bring those jobs back)
                     if deferred:
