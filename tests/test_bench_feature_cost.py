@@ -19,10 +19,15 @@ sys.path.insert(0, str(BENCH))
 import feature_cost  # noqa: E402
 
 
-def test_every_step_applies_to_the_code_as_it_is(tmp_path: Path) -> None:
-    copies = feature_cost.build_copies(tmp_path)
+@pytest.fixture(scope="module")
+def copies(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[str, Path]]:
+    """The benchmark's stripped copies of the package, built once for these tests."""
+    return feature_cost.build_copies(tmp_path_factory.mktemp("feature_cost"))
+
+
+def test_every_step_applies_to_the_code_as_it_is(copies: list[tuple[str, Path]]) -> None:
     assert [step for step, _ in copies] == [step for step, _ in feature_cost.STEPS]
-    shipped = (tmp_path / "step0" / "khadem_lab" / "manager.py").read_text()
+    shipped = (copies[0][1] / "khadem_lab" / "manager.py").read_text()
     stripped = (copies[-1][1] / "khadem_lab" / "manager.py").read_text()
     assert "return ManagerCall(pushed" in shipped and "return ManagerCall(pushed" not in stripped
 
@@ -37,12 +42,11 @@ def test_a_step_that_no_longer_matches_stops_the_benchmark_and_names_itself(
 
 
 @pytest.mark.parametrize("k", range(len(feature_cost.STEPS)))
-def test_each_stripped_copy_serves_every_customer(tmp_path: Path, k: int) -> None:
-    step, root = feature_cost.build_copies(tmp_path)[k]
+def test_each_stripped_copy_serves_every_customer(copies: list[tuple[str, Path]], k: int) -> None:
+    step, root = copies[k]
     cmd = [sys.executable, str(BENCH / "mmc.py"), "--quiet", "--n", "300", "--seed", "2"]
     done = subprocess.run(cmd, capture_output=True, text=True, env={"PYTHONPATH": str(root)}, check=False)
-    assert done.returncode == 0, (
-        f"{step}: {done.stderr[-2000:]}"
-    )  # mmc.py exits non-zero unless all 300 are served
+    # mmc.py exits non-zero unless all 300 customers are served
+    assert done.returncode == 0, f"{step}: {done.stderr[-2000:]}"
     record = json.loads(done.stdout.splitlines()[-1])
     assert Path(record["package"]) == root / "khadem_lab", f"{step} measured the installed package"
